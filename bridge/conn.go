@@ -1,0 +1,253 @@
+package bridge
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// connState is where a socket is in its life.
+type connState uint8
+
+const (
+	// stateJoining: registered on its channel, replaying last_id; live
+	// events are held in joinBuf.
+	stateJoining connState = iota
+	// stateLive: live events are queued as they arrive.
+	stateLive
+	// stateClosing: a close frame is queued; nothing else is.
+	stateClosing
+	// stateClosed: the TCP connection is closed or being closed.
+	stateClosed
+)
+
+// conn is one WebSocket. It has no goroutine of its own while idle: reads
+// are driven by the poller (or, without netpoll, a reader goroutine), and
+// writes happen on whichever goroutine queued a frame, without blocking. A
+// writer goroutine exists only while the socket cannot take what is queued.
+//
+// Lock order: a channel's shard lock, then conn.mu.
+type conn struct {
+	srv     *Server
+	id      uint64
+	channel string
+	nc      net.Conn
+	// raw allows non-blocking reads and writes on the socket; nil when the
+	// connection is not a plain TCP socket (or netpoll is off).
+	raw syscall.RawConn
+
+	// lastPong is when the client last proved alive (UnixNano).
+	lastPong atomic.Int64
+	// polled is true while the socket is registered with the poller.
+	polled atomic.Bool
+
+	mu sync.Mutex
+	// state and everything below are guarded by mu.
+	state connState
+	// lastSeq is the sequence of the last event queued to this socket: an
+	// event at or below it is a duplicate and is dropped.
+	lastSeq uint64
+	// queue holds frames waiting for a writer; queued counts their bytes
+	// plus those a writer has taken and not yet written.
+	queue  [][]byte
+	spare  [][]byte
+	queued int
+	// joinBuf holds live events that arrive while a replay runs.
+	joinBuf      []*event
+	joinBufBytes int
+	// writing is true while one goroutine owns the socket's write side.
+	writing bool
+	// dirty is true while the socket is on the dispatcher's flush list.
+	dirty bool
+	// closeQueued is true once a close frame is in the queue;
+	// peerClosed once the client's close frame arrived.
+	closeQueued bool
+	peerClosed  bool
+	// drained is closed (and reset) when the writer empties the queue, for
+	// replays waiting to queue more.
+	drained chan struct{}
+
+	// parser is owned by the reader.
+	parser frameParser
+
+	closeOnce sync.Once
+	// closeReason is the reason recorded when the socket was closed.
+	closeReason string
+}
+
+func newConn(srv *Server, id uint64, channel string, nc net.Conn, raw syscall.RawConn) *conn {
+	c := &conn{srv: srv, id: id, channel: channel, nc: nc, raw: raw, state: stateLive}
+	c.parser.limit = srv.cfg.ReadLimit
+	c.lastPong.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *conn) logger() *slog.Logger {
+	return c.srv.log.With("conn_id", c.id, "channel", c.channel, "remote", c.nc.RemoteAddr().String())
+}
+
+// deliver queues a live event. It is called by the dispatcher with the
+// channel's shard lock held, and reports whether the socket must be added
+// to the flush list.
+func (c *conn) deliver(ev *event) (needsFlush bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateJoining:
+		c.joinBuf = append(c.joinBuf, ev)
+		c.joinBufBytes += len(ev.frame)
+		if c.joinBufBytes > c.srv.cfg.MaxSocketBufferBytes {
+			c.abortLocked(reasonSlow, "live events held during replay exceed maxSocketBufferBytes")
+		}
+		return false
+	case stateLive:
+		if ev.seq <= c.lastSeq {
+			return false
+		}
+		c.lastSeq = ev.seq
+		if !c.queueLocked(ev.frame) {
+			return false
+		}
+		if c.dirty || c.writing {
+			return false
+		}
+		c.dirty = true
+		return true
+	}
+	return false
+}
+
+// queueLocked appends a frame, or closes the socket as a slow client when
+// the frame would take its queue past MaxSocketBufferBytes.
+func (c *conn) queueLocked(frame []byte) bool {
+	if c.queued+len(frame) > c.srv.cfg.MaxSocketBufferBytes {
+		c.abortLocked(reasonSlow, "queue exceeds maxSocketBufferBytes")
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	return true
+}
+
+// sendControl queues a control frame (ping, pong) and writes it.
+func (c *conn) sendControl(frame []byte) {
+	c.mu.Lock()
+	if c.state >= stateClosing {
+		c.mu.Unlock()
+		return
+	}
+	ok := c.queueLocked(frame)
+	c.mu.Unlock()
+	if ok {
+		c.flush()
+	}
+}
+
+// Close reasons: the disconnect metric's label.
+const (
+	reasonSlow        = "slow_client"
+	reasonNoPong      = "no_pong"
+	reasonPeerClosed  = "client_closed"
+	reasonReadError   = "read_error"
+	reasonWriteError  = "write_error"
+	reasonProtocol    = "protocol_error"
+	reasonShutdown    = "shutdown"
+	reasonLimit       = "limit"
+	reasonWriteStall  = "write_timeout"
+	reasonCloseFailed = "close_timeout"
+)
+
+// closeWith starts the closing handshake: queue a close frame after what is
+// already queued, then drop the connection once the client answers or
+// CloseGrace passes.
+func (c *conn) closeWith(code int, text, reason string) {
+	c.mu.Lock()
+	if c.state >= stateClosing {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosing
+	c.closeReason = reason
+	c.joinBuf = nil
+	frame := closeFrame(code, text)
+	// The close frame may exceed the queue bound by its few bytes; it is
+	// always queued.
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.closeQueued = true
+	c.mu.Unlock()
+	c.flush()
+}
+
+// abortLocked drops a socket at once, with a best-effort close frame. Used
+// where waiting is wrong: a slow client (its queue is the problem) and
+// calls made under the shard lock. c.mu is held.
+func (c *conn) abortLocked(reason, detail string) {
+	if c.state == stateClosed {
+		return
+	}
+	c.state = stateClosed
+	c.closeReason = reason
+	c.queue, c.joinBuf = nil, nil
+	c.queued, c.joinBufBytes = 0, 0
+	if reason == reasonSlow {
+		c.srv.metrics.incr(statsdBackpressure)
+		c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes)
+		if !c.writing && c.raw != nil {
+			// Nobody is writing: try to tell the client why without
+			// waiting. If the socket cannot take it, it just closes.
+			_, _ = c.tryWrite([][]byte{closeFrame(closeSlow, "slow client: resume with last_id")})
+		}
+	}
+	// Closing the socket is safe under locks; unregistering is not (it
+	// takes the shard lock), so it runs on its own goroutine.
+	_ = c.nc.Close()
+	go c.terminate(reason)
+}
+
+// terminate closes the TCP connection without a handshake and removes the
+// socket from the node. It is idempotent and must not be called with the
+// shard lock or c.mu held.
+func (c *conn) terminate(reason string) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		if c.closeReason == "" {
+			c.closeReason = reason
+		}
+		reason = c.closeReason
+		c.state = stateClosed
+		c.queue, c.joinBuf = nil, nil
+		if c.drained != nil {
+			close(c.drained)
+			c.drained = nil
+		}
+		c.mu.Unlock()
+		if c.srv.epoll != nil {
+			c.srv.epoll.remove(c)
+		}
+		_ = c.nc.Close()
+		c.srv.unregister(c, reason)
+	})
+}
+
+// isClosed reports whether the socket is closed or closing.
+func (c *conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state >= stateClosing
+}
+
+// Close codes sent by the gateway.
+const (
+	closeGoingAway   = 1001 // shutdown: resume on another node with last_id
+	closePolicy      = 1008
+	closeSlow        = 1008 // slow client: resume with last_id
+	closeTooBig      = 1009
+	closeInternal    = 1011
+	closeTryAgain    = 1013 // connection limit reached
+	closeNormal      = 1000
+	closeProtocolErr = 1002
+)

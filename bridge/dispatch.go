@@ -1,0 +1,269 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
+)
+
+// dispatchBatch caps the events handled before the dirty sockets are
+// flushed, so that latency stays bounded under a flood.
+const dispatchBatch = 512
+
+// runDispatcher runs the node's live consumer and fans every event out to
+// the sockets of its channel. It restarts the consumer after it fails
+// (NATS gone for good) from the first event not yet handed over.
+func (s *Server) runDispatcher(ctx context.Context) error {
+	start, readyAt, err := s.startPosition(ctx)
+	if err != nil {
+		return err
+	}
+	s.hub.ring.floor.Store(start - 1)
+	s.hub.cursor.Store(start - 1)
+	s.metrics.dispatchedSeq.Set(float64(start - 1))
+	d := &dispatcher{srv: s, readyAt: readyAt, in: make(chan eventlog.Event, 4096)}
+	if readyAt == 0 {
+		s.markReady()
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.follow(ctx, start)
+	}()
+	d.loop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// startPosition decides where the live consumer starts: WarmEvents before
+// the stream's end, so the ring holds recent history before the node
+// serves; readyAt is the last sequence at start (0: ready at once).
+func (s *Server) startPosition(ctx context.Context) (start, readyAt uint64, err error) {
+	backoff := 100 * time.Millisecond
+	for {
+		st, err := s.events.State(ctx)
+		if err == nil {
+			start = st.FirstSeq
+			if st.LastSeq >= s.cfg.WarmEvents && st.LastSeq-s.cfg.WarmEvents+1 > start {
+				start = st.LastSeq - s.cfg.WarmEvents + 1
+			}
+			start = max(start, 1)
+			if st.Msgs > 0 && st.LastSeq >= start {
+				readyAt = st.LastSeq
+			}
+			if st.Msgs == 0 {
+				start = st.LastSeq + 1
+			}
+			s.log.Info("live consumer starting", "from_seq", start, "stream_last_seq", st.LastSeq, "epoch", s.events.Epoch())
+			return start, readyAt, nil
+		}
+		s.notReady.Store("event log unavailable: " + err.Error())
+		s.log.Warn("cannot read event log state, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Server) markReady() {
+	if !s.draining.Load() && !s.ready.Swap(true) {
+		s.log.Info("gateway ready", "dispatched_seq", s.hub.cursor.Load())
+	}
+}
+
+// dispatcher is the state of the dispatch loop, owned by its goroutine.
+type dispatcher struct {
+	srv     *Server
+	readyAt uint64
+	in      chan eventlog.Event
+	scratch []byte
+	dirty   []*conn
+	// handed is the last sequence the consumer handed over (follow's
+	// goroutine only).
+	handed uint64
+
+	invalidLogged time.Time
+	invalidQuiet  int
+}
+
+// follow feeds d.in from the live consumer, restarting it after failures.
+func (d *dispatcher) follow(ctx context.Context, start uint64) {
+	s := d.srv
+	from := start
+	backoff := 100 * time.Millisecond
+	opts := eventlog.FollowOptions{OnError: func(err error) {
+		s.metrics.consumerErrors.Inc()
+		s.log.Warn("live consumer error (it recovers by itself)", "err", err)
+	}}
+	for ctx.Err() == nil {
+		err := s.events.Follow(ctx, from, opts, func(ev eventlog.Event) {
+			select {
+			case d.in <- ev:
+				d.handed = ev.Seq
+			case <-ctx.Done():
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if d.handed >= from {
+			from = d.handed + 1
+		}
+		s.ready.Store(false)
+		s.notReady.Store("live consumer down: " + errString(err))
+		s.log.Error("live consumer stopped, restarting", "err", err, "from_seq", from, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "stopped"
+	}
+	return err.Error()
+}
+
+// loop dispatches events in batches: queue each event to its sockets, then
+// write to every socket that received something, so that several events
+// for one socket go out in one write.
+func (d *dispatcher) loop(ctx context.Context) {
+	s := d.srv
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			d.checkReady(ctx)
+			continue
+		case ev := <-d.in:
+			d.handle(ev)
+		}
+	drain:
+		for n := 1; n < dispatchBatch; n++ {
+			select {
+			case ev := <-d.in:
+				d.handle(ev)
+			default:
+				break drain
+			}
+		}
+		for i, c := range d.dirty {
+			c.flush()
+			d.dirty[i] = nil
+		}
+		d.dirty = d.dirty[:0]
+		s.hub.ringEvict()
+		s.metrics.dispatchedSeq.Set(float64(s.hub.cursor.Load()))
+		s.metrics.ringBytes.Set(float64(s.hub.ring.bytes))
+		s.metrics.ringEvents.Set(float64(s.hub.ring.count))
+		s.cursorSig.broadcast()
+	}
+}
+
+// handle fans one event out.
+func (d *dispatcher) handle(ev eventlog.Event) {
+	s := d.srv
+	s.metrics.eventsIn.Inc()
+	if !s.ready.Load() && d.readyAt != 0 && (ev.Seq >= d.readyAt || ev.Pending == 0) {
+		defer s.markReady()
+	}
+	if err := eventlog.ValidateChannel(ev.Channel); err != nil {
+		d.invalid(ev, err)
+		s.hub.cursor.Store(ev.Seq)
+		return
+	}
+	e, scratch, err := encodeEvent(d.scratch, s.events.ID(ev.Seq), ev.Data)
+	d.scratch = scratch
+	if err != nil {
+		d.invalid(ev, err)
+		s.hub.cursor.Store(ev.Seq)
+		return
+	}
+	sh := s.hub.shardOf(ev.Channel)
+	sh.mu.Lock()
+	ch := s.hub.getLocked(sh, ev.Channel)
+	s.hub.ringAddLocked(ch, e)
+	for _, c := range ch.conns {
+		if c.deliver(e) {
+			d.dirty = append(d.dirty, c)
+		}
+	}
+	// Stored under the channel's lock: see hub.cursor.
+	s.hub.cursor.Store(ev.Seq)
+	sh.mu.Unlock()
+}
+
+// invalid counts and logs an event no client can receive, at most once a
+// second with the number of others suppressed.
+func (d *dispatcher) invalid(ev eventlog.Event, err error) {
+	s := d.srv
+	s.metrics.eventsInvalid.Inc()
+	if time.Since(d.invalidLogged) < time.Second {
+		d.invalidQuiet++
+		return
+	}
+	s.log.Warn("skipping event that cannot be sent to browsers", "seq", ev.Seq, "channel", ev.Channel,
+		"err", err, "suppressed_since_last", d.invalidQuiet)
+	d.invalidLogged = time.Now()
+	d.invalidQuiet = 0
+}
+
+// checkReady covers the case where the events that would mark the node
+// ready were removed from the stream before the consumer read them.
+func (d *dispatcher) checkReady(ctx context.Context) {
+	s := d.srv
+	if s.ready.Load() || s.draining.Load() {
+		return
+	}
+	st, err := s.events.State(ctx)
+	if err != nil {
+		return
+	}
+	if s.hub.cursor.Load() >= st.LastSeq || st.Msgs == 0 {
+		s.markReady()
+	}
+}
+
+// cursorSignal wakes goroutines waiting for the dispatcher to pass a
+// sequence (a client whose last_id is ahead of this node).
+type cursorSignal struct {
+	mu      sync.Mutex
+	ch      chan struct{}
+	waiting bool
+}
+
+func (c *cursorSignal) init() { c.ch = make(chan struct{}) }
+
+// wait returns a channel closed after the next dispatched batch.
+func (c *cursorSignal) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting = true
+	return c.ch
+}
+
+func (c *cursorSignal) broadcast() {
+	c.mu.Lock()
+	if c.waiting {
+		close(c.ch)
+		c.ch = make(chan struct{})
+		c.waiting = false
+	}
+	c.mu.Unlock()
+}
+
+var errLastIDAhead = errors.New("last_id is ahead of the stream")

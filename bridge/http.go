@@ -1,0 +1,67 @@
+package bridge
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ServeHTTP upgrades WebSocket requests on any path and serves the plain
+// HTTP endpoints: GET/HEAD /health (liveness, "OK"), /ready (readiness,
+// JSON), /metrics (Prometheus) and the publish API under /api/v1/channels/.
+// Anything else is 404 "Not Found", as in superset-websocket.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if websocket.IsWebSocketUpgrade(r) {
+		s.serveUpgrade(w, r)
+		return
+	}
+	switch path := r.URL.Path; {
+	case path == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("OK"))
+	case path == "/ready" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		s.serveReady(w)
+	case path == "/metrics" && s.gatherer != nil:
+		promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	case strings.HasPrefix(path, publishPathPrefix) && !s.cfg.DisablePublish:
+		s.servePublish(w, r)
+	default:
+		http.Error(w, "Not Found", http.StatusNotFound)
+	}
+}
+
+// readyStatus is the body of /ready.
+type readyStatus struct {
+	Status        string `json:"status"`
+	Reason        string `json:"reason,omitempty"`
+	NATS          string `json:"nats"`
+	Stream        string `json:"stream"`
+	Epoch         uint64 `json:"epoch"`
+	DispatchedSeq uint64 `json:"dispatched_seq"`
+	Connections   int64  `json:"connections"`
+	Channels      int64  `json:"channels"`
+}
+
+func (s *Server) serveReady(w http.ResponseWriter) {
+	ok, why := s.Ready()
+	st := readyStatus{
+		Status:        "ok",
+		Reason:        why,
+		NATS:          strings.ToLower(s.events.Conn().Status().String()),
+		Stream:        s.events.Stream(),
+		Epoch:         s.events.Epoch(),
+		DispatchedSeq: s.hub.cursor.Load(),
+		Connections:   s.hub.connections.Load(),
+		Channels:      s.hub.channels.Load(),
+	}
+	code := http.StatusOK
+	if !ok {
+		st.Status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(st)
+}

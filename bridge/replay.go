@@ -1,0 +1,331 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
+)
+
+// A socket joins its channel in three steps that together deliver every
+// event after its last_id exactly once and in order while events keep
+// arriving (jetstream-notes §3):
+//
+//  1. Under the channel's shard lock, register the socket in the joining
+//     state and read the dispatch cursor X. Every event of the channel
+//     above X will reach the socket live and is held in its join buffer.
+//  2. Replay the channel's events in (last_id, X]: from the ring when it
+//     covers last_id, otherwise from JetStream up to the ring's coverage
+//     and from the ring after it.
+//  3. Under the socket's lock, queue the held live events above the last
+//     one sent and switch to live delivery.
+//
+// Events travel to the one socket that asked; others on the channel see
+// nothing of the replay.
+
+// joinPlan is what step 1 decided.
+type joinPlan struct {
+	upTo uint64
+	// ring holds the cached events to send after any JetStream part.
+	ring []*event
+	// jsAfter, jsUpTo bound the part read from JetStream, if jsNeeded.
+	jsNeeded        bool
+	jsAfter, jsUpTo uint64
+	source          string
+}
+
+// register adds c to its channel and plans its replay. It returns false if
+// the per-channel limit refuses the socket.
+func (s *Server) register(c *conn, rp resumePoint) (joinPlan, bool) {
+	sh := s.hub.shardOf(c.channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ch := s.hub.getLocked(sh, c.channel)
+	if limit := s.cfg.MaxConnectionsPerChannel; limit > 0 && len(ch.conns) >= limit {
+		s.hub.dropIfEmptyLocked(sh, ch)
+		return joinPlan{}, false
+	}
+	ch.conns = append(ch.conns, c)
+	plan := joinPlan{upTo: s.hub.cursor.Load(), source: "none"}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch rp.kind {
+	case resumeNone, resumeUnusable:
+		c.state = stateLive
+		return plan, true
+	case resumeRedis:
+		c.state = stateJoining
+		plan.jsNeeded, plan.source = true, "time"
+		return plan, true
+	}
+	after := rp.seq // resumeEpochReset: 0, everything the channel has
+	c.state = stateJoining
+	c.lastSeq = after
+	if after >= plan.upTo {
+		if after > plan.upTo {
+			plan.source = "ahead"
+		}
+		return plan, true
+	}
+	cover := s.hub.coverageLocked(ch)
+	if after >= cover {
+		plan.ring = ch.eventsAfterLocked(after, plan.upTo)
+		plan.source = "ring"
+		return plan, true
+	}
+	plan.jsNeeded, plan.jsAfter, plan.jsUpTo = true, after, min(cover, plan.upTo)
+	plan.ring = ch.eventsAfterLocked(cover, plan.upTo)
+	plan.source = "jetstream"
+	return plan, true
+}
+
+// replay runs steps 2 and 3 for a registered socket.
+func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinPlan, started time.Time) {
+	if rp.kind == resumeNone || rp.kind == resumeUnusable {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayTimeout)
+	defer cancel()
+	log := c.logger().With("last_id", rp.raw, "source", plan.source)
+	var sent int
+	var err error
+	result := "ok"
+	switch {
+	case plan.source == "ahead":
+		// The client saw more than this node has dispatched (another
+		// node or region is ahead). Events up to its id will arrive live
+		// and be dropped as duplicates; wait for them.
+		if err = s.waitCursor(ctx, rp.seq); err != nil {
+			result = "ahead_timeout"
+			s.metrics.lastIDInvalid.WithLabelValues("ahead").Inc()
+			log.Warn("last_id is ahead of this node's stream; delivering from its position instead",
+				"dispatched_seq", s.hub.cursor.Load(), "err", err)
+			c.mu.Lock()
+			c.lastSeq = plan.upTo
+			c.mu.Unlock()
+			err = nil
+		}
+	case plan.jsNeeded && rp.kind == resumeRedis:
+		sent, err = s.replayByRedisID(ctx, c, rp, plan.upTo)
+	case plan.jsNeeded:
+		sent, err = s.replayFromLog(ctx, c, plan.jsAfter, plan.jsUpTo)
+		if err == nil && rp.kind == resumeSeq {
+			if trimmed, why := s.trimmed(ctx, c.channel, rp.seq, sent); trimmed {
+				result = "trimmed"
+				s.metrics.replayTrimmed.Inc()
+				log.Warn("channel history after last_id was trimmed: the client cannot be made whole", "why", why)
+			}
+		}
+	}
+	if err == nil {
+		var n int
+		n, err = s.replayEvents(ctx, c, plan.ring)
+		sent += n
+	}
+	if err != nil {
+		if errors.Is(err, errConnClosed) {
+			return
+		}
+		s.metrics.replays.WithLabelValues(plan.source, "error").Inc()
+		log.Warn("replay failed; closing the socket so the client retries", "err", err, "sent", sent)
+		c.closeWith(closeInternal, "replay failed: reconnect with last_id", "replay_error")
+		return
+	}
+	s.finishJoin(c)
+	s.metrics.replays.WithLabelValues(plan.source, result).Inc()
+	s.metrics.replayedEvents.Add(float64(sent))
+	s.metrics.replayDuration.Observe(time.Since(started).Seconds())
+	log.Debug("replay done", "events", sent, "took", time.Since(started))
+}
+
+// replayFromLog sends the channel's events in (after, upTo] read from
+// JetStream, bounded in concurrency by ReplayConcurrency.
+func (s *Server) replayFromLog(ctx context.Context, c *conn, after, upTo uint64) (int, error) {
+	select {
+	case s.replaySem <- struct{}{}:
+		defer func() { <-s.replaySem }()
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wait for a replay slot: %w", ctx.Err())
+	}
+	var sent int
+	var scratch []byte
+	err := s.events.Read(ctx, c.channel, after, upTo, func(ev eventlog.Event) error {
+		e, sc, err := encodeEvent(scratch, s.events.ID(ev.Seq), ev.Data)
+		scratch = sc
+		if err != nil {
+			return nil // the dispatcher skipped it as well
+		}
+		ok, err := s.queueReplayed(ctx, c, e)
+		if ok {
+			sent++
+		}
+		return err
+	})
+	return sent, err
+}
+
+// replayByRedisID resumes a client holding an id from the old Node server:
+// it sends the channel's events whose mirrored Redis id is after last_id
+// (events without one: stored after its time), up to upTo.
+func (s *Server) replayByRedisID(ctx context.Context, c *conn, rp resumePoint, upTo uint64) (int, error) {
+	select {
+	case s.replaySem <- struct{}{}:
+		defer func() { <-s.replaySem }()
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wait for a replay slot: %w", ctx.Err())
+	}
+	s.metrics.lastIDInvalid.WithLabelValues("redis_id").Inc()
+	since := time.UnixMilli(int64(rp.redisMs)).Add(-s.cfg.ReplaySkew)
+	var sent int
+	var scratch []byte
+	err := s.events.ReadFrom(ctx, c.channel, since, upTo, func(ev eventlog.Event) error {
+		if rid := ev.Header.Get(eventlog.RedisIDHeader); rid != "" {
+			if after, ok := redisIDAfter(rid, rp.redisMs, rp.redisSeq); ok && !after {
+				return nil
+			}
+		} else if ev.Time.UnixMilli() <= int64(rp.redisMs) {
+			return nil
+		}
+		e, sc, err := encodeEvent(scratch, s.events.ID(ev.Seq), ev.Data)
+		scratch = sc
+		if err != nil {
+			return nil
+		}
+		ok, err := s.queueReplayed(ctx, c, e)
+		if ok {
+			sent++
+		}
+		return err
+	})
+	return sent, err
+}
+
+// replayEvents sends cached events.
+func (s *Server) replayEvents(ctx context.Context, c *conn, events []*event) (int, error) {
+	var sent int
+	for _, e := range events {
+		ok, err := s.queueReplayed(ctx, c, e)
+		if err != nil {
+			return sent, err
+		}
+		if ok {
+			sent++
+		}
+	}
+	return sent, nil
+}
+
+// queueReplayed queues one replayed event, pacing the replay by the
+// client: when half the socket's buffer is queued it waits for the writer.
+func (s *Server) queueReplayed(ctx context.Context, c *conn, e *event) (bool, error) {
+	half := s.cfg.MaxSocketBufferBytes / 2
+	c.mu.Lock()
+	if c.state == stateClosed || c.state == stateClosing {
+		c.mu.Unlock()
+		return false, errConnClosed
+	}
+	if e.seq <= c.lastSeq {
+		c.mu.Unlock()
+		return false, nil
+	}
+	full := c.queued+len(e.frame) > half
+	c.mu.Unlock()
+	if full {
+		c.flush()
+		if err := c.waitQueueBelow(ctx, half/2); err != nil {
+			return false, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state >= stateClosing {
+		return false, errConnClosed
+	}
+	if e.seq <= c.lastSeq {
+		return false, nil
+	}
+	c.lastSeq = e.seq
+	if !c.queueLocked(e.frame) {
+		return false, errConnClosed
+	}
+	return true, nil
+}
+
+// finishJoin queues the live events held during the replay and switches
+// the socket to live delivery.
+func (s *Server) finishJoin(c *conn) {
+	c.mu.Lock()
+	if c.state != stateJoining {
+		c.mu.Unlock()
+		return
+	}
+	held := c.joinBuf
+	c.joinBuf, c.joinBufBytes = nil, 0
+	for _, e := range held {
+		if e.seq <= c.lastSeq {
+			continue
+		}
+		c.lastSeq = e.seq
+		if !c.queueLocked(e.frame) {
+			c.mu.Unlock()
+			return
+		}
+	}
+	c.state = stateLive
+	c.mu.Unlock()
+	c.flush()
+}
+
+// waitCursor waits until the dispatcher has passed seq.
+func (s *Server) waitCursor(ctx context.Context, seq uint64) error {
+	wait := s.cfg.ReplayTimeout / 5
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for s.hub.cursor.Load() < seq {
+		select {
+		case <-s.cursorSig.wait():
+		case <-timer.C:
+			return fmt.Errorf("%w: dispatched %d, want %d after %s", errLastIDAhead, s.hub.cursor.Load(), seq, wait)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// trimmed reports whether events of channel after lastSeq may have been
+// removed by the stream's limits before the client came back. A channel's
+// retained events are always a suffix of its history (limits remove the
+// oldest; single deletes are denied), so if the event at lastSeq is still
+// stored, nothing after it was removed. If it is gone, events after it
+// were removed only if the stream's first sequence moved past it (age or
+// total limits) or the channel is at its per-channel limit.
+func (s *Server) trimmed(ctx context.Context, channel string, lastSeq uint64, replayed int) (bool, string) {
+	if lastSeq == 0 {
+		st, err := s.events.State(ctx)
+		if err == nil && st.FirstSeq > 1 {
+			return true, fmt.Sprintf("the stream starts at %d", st.FirstSeq)
+		}
+		return false, ""
+	}
+	ev, err := s.events.Msg(ctx, lastSeq)
+	if err == nil && ev.Channel == channel {
+		return false, ""
+	}
+	if err != nil && !errors.Is(err, eventlog.ErrNotFound) {
+		return true, "cannot check: " + err.Error()
+	}
+	st, err := s.events.State(ctx)
+	if err != nil {
+		return true, "cannot check: " + err.Error()
+	}
+	if lastSeq+1 < st.FirstSeq {
+		return true, fmt.Sprintf("the stream now starts at %d, after last_id", st.FirstSeq)
+	}
+	if int64(replayed) >= s.events.Config().MaxMsgsPerChannel {
+		return true, fmt.Sprintf("the channel is at its limit of %d events", s.events.Config().MaxMsgsPerChannel)
+	}
+	return false, ""
+}

@@ -1,0 +1,209 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
+)
+
+// Server is the WebSocket gateway: an http.Handler that upgrades browser
+// connections, and the machinery (Run) that feeds them from the event log.
+// Create it with New; serve HTTP with it and call Run once.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	events   *eventlog.Log
+	auth     *authenticator
+	origins  originPolicy
+	hub      *hub
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	upgrader websocket.Upgrader
+	epoll    *epoller
+	registry registry
+
+	replaySem chan struct{}
+	nextID    atomic.Uint64
+	cursorSig cursorSignal
+
+	ready    atomic.Bool
+	draining atomic.Bool
+	// notReady explains why the node is not ready (for /ready).
+	notReady atomic.Value // string
+
+	// handlers counts upgrade handlers still joining their socket;
+	// writers counts writer goroutines.
+	handlers sync.WaitGroup
+	writers  sync.WaitGroup
+
+	runOnce sync.Once
+	// lifetime is cancelled when Run's shutdown is complete; replays and
+	// waits started by handlers end with it.
+	lifetime context.Context
+	cancel   context.CancelFunc
+}
+
+// New validates cfg and builds a gateway that reads events from log. It
+// starts nothing; call Run.
+func New(cfg Config, log *eventlog.Log) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = int(log.Config().MaxMsgSize)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	auth, err := newAuthenticator(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	reg := cfg.Registerer
+	var gatherer prometheus.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		events:    log,
+		auth:      auth,
+		origins:   newOriginPolicy(cfg.AllowedOrigins),
+		hub:       newHub(cfg.RingBytes, cfg.RingPerChannel),
+		metrics:   newMetrics(reg, cfg.Statsd),
+		gatherer:  gatherer,
+		replaySem: make(chan struct{}, cfg.ReplayConcurrency),
+	}
+	s.registry.init()
+	s.cursorSig.init()
+	s.lifetime, s.cancel = context.WithCancel(context.Background())
+	s.upgrader = websocket.Upgrader{
+		// The Origin was checked before the upgrade, with the refusal
+		// logged and counted.
+		CheckOrigin:     func(*http.Request) bool { return true },
+		ReadBufferSize:  256,
+		WriteBufferSize: 256,
+		Error:           s.handshakeError,
+	}
+	s.notReady.Store("starting")
+	if !cfg.DisableNetpoll {
+		ep, err := newEpoller(cfg.Logger)
+		if err != nil {
+			s.log.Warn("netpoll unavailable, every socket gets a reader goroutine", "err", err)
+		} else {
+			s.epoll = ep
+		}
+	}
+	return s, nil
+}
+
+// Gatherer returns the registry the metrics were registered with, when it
+// can be gathered (for serving /metrics).
+func (s *Server) Gatherer() prometheus.Gatherer { return s.gatherer }
+
+// Run feeds sockets from the event log until ctx ends, then shuts the
+// gateway down: it refuses new upgrades, closes every socket with 1001
+// (spread over ShutdownSpread) so clients resume elsewhere with last_id, and
+// returns once every goroutine it started has exited. Call it once. The
+// HTTP server should stop accepting before ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	err := errors.New("bridge: Run called twice")
+	s.runOnce.Do(func() { err = s.run(ctx) })
+	return err
+}
+
+func (s *Server) run(ctx context.Context) error {
+	inner, cancelInner := context.WithCancel(context.Background())
+	defer cancelInner()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	start := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(inner); err != nil && inner.Err() == nil {
+				errc <- fmt.Errorf("bridge: %s: %w", name, err)
+			}
+		}()
+	}
+	if s.epoll != nil {
+		start("poller", s.epoll.run)
+	}
+	start("pinger", s.runPinger)
+	start("dispatcher", s.runDispatcher)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("gateway component failed, shutting down", "err", runErr)
+	}
+	s.shutdown()
+	cancelInner()
+	wg.Wait()
+	return runErr
+}
+
+// shutdown refuses new sockets and closes the open ones with 1001.
+func (s *Server) shutdown() {
+	s.draining.Store(true)
+	s.ready.Store(false)
+	s.notReady.Store("shutting down")
+	conns := s.registry.all()
+	s.log.Info("gateway shutting down, closing sockets", "connections", len(conns), "spread", s.cfg.ShutdownSpread)
+	// Spread the closes so that clients do not reconnect all at once.
+	step := time.Duration(0)
+	if len(conns) > 0 {
+		step = s.cfg.ShutdownSpread / time.Duration(len(conns))
+	}
+	next := time.Now()
+	for _, c := range conns {
+		c.closeWith(closeGoingAway, "server shutting down: reconnect with last_id", reasonShutdown)
+		if step > 0 {
+			next = next.Add(step)
+			if d := time.Until(next); d > time.Millisecond {
+				time.Sleep(d)
+			}
+		}
+	}
+	// Joins in progress end with the lifetime context.
+	s.cancel()
+	s.handlers.Wait()
+	// Give the closing handshakes their grace, then drop what is left.
+	deadline := time.Now().Add(s.cfg.CloseGrace + 100*time.Millisecond)
+	for s.hub.connections.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range s.registry.all() {
+		c.terminate(reasonShutdown)
+	}
+	s.writers.Wait()
+}
+
+// Ready reports whether the node serves upgrades, and if not, why.
+func (s *Server) Ready() (bool, string) {
+	if s.ready.Load() {
+		if status := s.events.Conn().Status(); status != nats.CONNECTED {
+			return false, "nats connection " + status.String()
+		}
+		return true, ""
+	}
+	why, _ := s.notReady.Load().(string)
+	return false, why
+}
+
+// Connections returns the number of open sockets on this node.
+func (s *Server) Connections() int { return int(s.hub.connections.Load()) }
