@@ -43,6 +43,8 @@ type readyStatus struct {
 	DispatchedSeq uint64 `json:"dispatched_seq"`
 	Connections   int64  `json:"connections"`
 	Channels      int64  `json:"channels"`
+	// Components holds the state of added components (the Redis mirror).
+	Components map[string]string `json:"components,omitempty"`
 }
 
 func (s *Server) serveReady(w http.ResponseWriter) {
@@ -57,7 +59,12 @@ func (s *Server) serveReady(w http.ResponseWriter) {
 		Connections:   s.hub.connections.Load(),
 		Channels:      s.hub.channels.Load(),
 	}
+	components, componentsOK := s.componentStates()
+	st.Components = components
 	code := http.StatusOK
+	if ok && !componentsOK {
+		ok, st.Reason = false, "a component is unavailable"
+	}
 	if !ok {
 		st.Status, code = "unavailable", http.StatusServiceUnavailable
 	}

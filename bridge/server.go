@@ -47,6 +47,9 @@ type Server struct {
 	handlers sync.WaitGroup
 	writers  sync.WaitGroup
 
+	checksMu sync.Mutex
+	checks   []readyCheck
+
 	runOnce sync.Once
 	// lifetime is cancelled when Run's shutdown is complete; replays and
 	// waits started by handlers end with it.
@@ -203,6 +206,43 @@ func (s *Server) Ready() (bool, string) {
 	}
 	why, _ := s.notReady.Load().(string)
 	return false, why
+}
+
+// readyCheck is a component whose state /ready reports.
+type readyCheck struct {
+	name  string
+	check func() (ok bool, detail string)
+}
+
+// AddReadyCheck adds a component (the Redis mirror in serve) to /ready: the
+// node reports ready only while check does. Call it before serving.
+func (s *Server) AddReadyCheck(name string, check func() (ok bool, detail string)) {
+	s.checksMu.Lock()
+	defer s.checksMu.Unlock()
+	s.checks = append(s.checks, readyCheck{name: name, check: check})
+}
+
+// componentStates runs the added checks.
+func (s *Server) componentStates() (map[string]string, bool) {
+	s.checksMu.Lock()
+	checks := s.checks
+	s.checksMu.Unlock()
+	if len(checks) == 0 {
+		return nil, true
+	}
+	out := make(map[string]string, len(checks))
+	all := true
+	for _, c := range checks {
+		ok, detail := c.check()
+		if !ok {
+			all = false
+			detail = "unavailable: " + detail
+		} else if detail == "" {
+			detail = "ok"
+		}
+		out[c.name] = detail
+	}
+	return out, all
 }
 
 // Connections returns the number of open sockets on this node.
