@@ -59,12 +59,11 @@ func (s *Server) serveReady(w http.ResponseWriter) {
 		Connections:   s.hub.connections.Load(),
 		Channels:      s.hub.channels.Load(),
 	}
-	components, componentsOK := s.componentStates()
-	st.Components = components
+	// Components are reported, not gating: a Redis outage stops the
+	// mirror, not the sockets, and failing every node's readiness for it
+	// would take the whole gateway out of its load balancer.
+	st.Components, _ = s.componentStates()
 	code := http.StatusOK
-	if ok && !componentsOK {
-		ok, st.Reason = false, "a component is unavailable"
-	}
 	if !ok {
 		st.Status, code = "unavailable", http.StatusServiceUnavailable
 	}

@@ -214,8 +214,9 @@ type readyCheck struct {
 	check func() (ok bool, detail string)
 }
 
-// AddReadyCheck adds a component (the Redis mirror in serve) to /ready: the
-// node reports ready only while check does. Call it before serving.
+// AddReadyCheck adds a component (the Redis mirror in serve) to /ready's
+// report. Components do not gate readiness: the sockets are served whatever
+// their state. Call it before serving.
 func (s *Server) AddReadyCheck(name string, check func() (ok bool, detail string)) {
 	s.checksMu.Lock()
 	defer s.checksMu.Unlock()
@@ -236,7 +237,7 @@ func (s *Server) componentStates() (map[string]string, bool) {
 		ok, detail := c.check()
 		if !ok {
 			all = false
-			detail = "unavailable: " + detail
+			detail = "degraded: " + detail
 		} else if detail == "" {
 			detail = "ok"
 		}
