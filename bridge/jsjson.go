@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"math"
+	"sort"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -32,6 +33,8 @@ type jsEncoder struct {
 	src []byte
 	pos int
 	out []byte
+	// members is a stack of the members of the objects being encoded.
+	members []member
 }
 
 func (e *jsEncoder) skipSpace() {
@@ -46,12 +49,10 @@ func (e *jsEncoder) skipSpace() {
 }
 
 // appendEventBody appends {"id":"<id>", <members of payload except "id">}
-// to out. payload must be one JSON object.
+// to out, in the order JavaScript gives the object's properties. payload
+// must be one JSON object.
 func appendEventBody(out, id, payload []byte) ([]byte, error) {
 	e := jsEncoder{src: payload, out: out}
-	e.out = append(e.out, `{"id":"`...)
-	e.out = append(e.out, id...)
-	e.out = append(e.out, '"')
 	e.skipSpace()
 	if e.pos >= len(e.src) || e.src[e.pos] != '{' {
 		if e.pos < len(e.src) {
@@ -59,7 +60,7 @@ func appendEventBody(out, id, payload []byte) ([]byte, error) {
 		}
 		return out, errJSONSyntax
 	}
-	if err := e.members(1, true); err != nil {
+	if err := e.object(1, id); err != nil {
 		return out, err
 	}
 	e.skipSpace()
@@ -69,17 +70,37 @@ func appendEventBody(out, id, payload []byte) ([]byte, error) {
 	return e.out, nil
 }
 
-// members encodes the members of the object whose '{' is at e.pos. With
-// afterID, the object's own braces are already open (the frame's), every
-// member is preceded by a comma, and a member named "id" is dropped: the
-// frame's id is the event id and must win, or a resuming client would send
-// back the publisher's value.
-func (e *jsEncoder) members(depth int, afterID bool) error {
+// member locates one encoded member in e.out: the key (with its quotes)
+// and the value.
+type member struct {
+	keyStart, keyEnd, valEnd int
+}
+
+// object encodes the object whose '{' is at e.pos. With a non-nil id it is
+// the event's top level: the first member is "id" with the event id, and a
+// payload member named "id" is dropped (the event id must win, or a
+// resuming client would send back the publisher's value).
+//
+// Members are streamed as they come. JavaScript orders an object's
+// properties as integer-like keys ascending, then the others in insertion
+// order, and keeps one property per key (first position, last value); an
+// object with such keys is rewritten in that order at its end.
+func (e *jsEncoder) object(depth int, id []byte) error {
 	e.pos++ // '{'
-	if !afterID {
-		e.out = append(e.out, '{')
+	e.out = append(e.out, '{')
+	regionStart := len(e.out)
+	base := len(e.members)
+	defer func() { e.members = e.members[:base] }()
+	reorder := false
+	if id != nil {
+		ks := len(e.out)
+		e.out = append(e.out, `"id"`...)
+		ke := len(e.out)
+		e.out = append(e.out, ':', '"')
+		e.out = append(e.out, id...)
+		e.out = append(e.out, '"')
+		e.members = append(e.members, member{ks, ke, len(e.out)})
 	}
-	first := true
 	e.skipSpace()
 	if e.pos < len(e.src) && e.src[e.pos] == '}' {
 		e.pos++
@@ -92,14 +113,14 @@ func (e *jsEncoder) members(depth int, afterID bool) error {
 			return errJSONSyntax
 		}
 		mark := len(e.out)
-		if afterID || !first {
+		if len(e.members) > base {
 			e.out = append(e.out, ',')
 		}
 		keyStart := len(e.out)
 		if err := e.str(); err != nil {
 			return err
 		}
-		dropped := afterID && string(e.out[keyStart:]) == `"id"`
+		keyEnd := len(e.out)
 		e.skipSpace()
 		if e.pos >= len(e.src) || e.src[e.pos] != ':' {
 			return errJSONSyntax
@@ -109,10 +130,15 @@ func (e *jsEncoder) members(depth int, afterID bool) error {
 		if err := e.value(depth + 1); err != nil {
 			return err
 		}
-		if dropped {
+		key := e.out[keyStart:keyEnd]
+		switch {
+		case id != nil && string(key) == `"id"`:
 			e.out = e.out[:mark]
-		} else {
-			first = false
+		default:
+			if !reorder && (isArrayIndexKey(key) || e.seenKey(base, key)) {
+				reorder = true
+			}
+			e.members = append(e.members, member{keyStart, keyEnd, len(e.out)})
 		}
 		e.skipSpace()
 		if e.pos >= len(e.src) {
@@ -123,11 +149,91 @@ func (e *jsEncoder) members(depth int, afterID bool) error {
 			e.pos++
 		case '}':
 			e.pos++
+			if reorder {
+				e.reorder(regionStart, e.members[base:])
+			}
 			e.out = append(e.out, '}')
 			return nil
 		default:
 			return errJSONSyntax
 		}
+	}
+}
+
+// seenKey reports whether key may already be among the object's members.
+// Small objects are scanned; a large one is simply rewritten at its end
+// (reorder dedupes through a set), so a hostile payload with many keys
+// costs O(n log n), not O(n²).
+func (e *jsEncoder) seenKey(base int, key []byte) bool {
+	ms := e.members[base:]
+	if len(ms) > 32 {
+		return true
+	}
+	for _, m := range ms {
+		if string(e.out[m.keyStart:m.keyEnd]) == string(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// isArrayIndexKey reports whether an encoded key ("...") is a canonical
+// array index (0 to 2^32-2), which JavaScript orders before other keys.
+func isArrayIndexKey(key []byte) bool {
+	d := key[1 : len(key)-1]
+	if len(d) == 0 || len(d) > 10 || (len(d) > 1 && d[0] == '0') {
+		return false
+	}
+	var n uint64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n < 1<<32-1
+}
+
+// reorder rewrites the members encoded since regionStart in JavaScript's
+// property order, one member per key.
+func (e *jsEncoder) reorder(regionStart int, ms []member) {
+	type prop struct {
+		key, val []byte
+		index    uint64
+		isIndex  bool
+	}
+	region := append([]byte(nil), e.out[regionStart:]...)
+	props := make([]prop, 0, len(ms))
+	pos := make(map[string]int, len(ms))
+	for _, m := range ms {
+		key := region[m.keyStart-regionStart : m.keyEnd-regionStart]
+		val := region[m.keyEnd-regionStart+1 : m.valEnd-regionStart]
+		if i, ok := pos[string(key)]; ok {
+			props[i].val = val // first position, last value
+			continue
+		}
+		p := prop{key: key, val: val, isIndex: isArrayIndexKey(key)}
+		if p.isIndex {
+			p.index, _ = strconv.ParseUint(string(key[1:len(key)-1]), 10, 64)
+		}
+		pos[string(key)] = len(props)
+		props = append(props, p)
+	}
+	sort.SliceStable(props, func(i, j int) bool {
+		a, b := props[i], props[j]
+		if a.isIndex != b.isIndex {
+			return a.isIndex
+		}
+		return a.isIndex && a.index < b.index
+	})
+	e.out = e.out[:regionStart]
+	for i, p := range props {
+		if i > 0 {
+			e.out = append(e.out, ',')
+		}
+		e.out = append(e.out, p.key...)
+		e.out = append(e.out, ':')
+		e.out = append(e.out, p.val...)
 	}
 }
 
@@ -141,7 +247,7 @@ func (e *jsEncoder) value(depth int) error {
 	}
 	switch c := e.src[e.pos]; {
 	case c == '{':
-		return e.members(depth, false)
+		return e.object(depth, nil)
 	case c == '[':
 		return e.array(depth)
 	case c == '"':
