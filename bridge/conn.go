@@ -91,8 +91,9 @@ func (c *conn) logger() *slog.Logger {
 
 // deliver queues a live event. It is called by the dispatcher with the
 // channel's shard lock held, and reports whether the socket must be added
-// to the flush list.
-func (c *conn) deliver(ev *event) (needsFlush bool) {
+// to the flush list, or flushed before the batch ends because a quarter of
+// its queue is used.
+func (c *conn) deliver(ev *event) (needsFlush, urgent bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch c.state {
@@ -102,22 +103,23 @@ func (c *conn) deliver(ev *event) (needsFlush bool) {
 		if c.joinBufBytes > c.srv.cfg.MaxSocketBufferBytes {
 			c.abortLocked(reasonSlow, "live events held during replay exceed maxSocketBufferBytes")
 		}
-		return false
+		return false, false
 	case stateLive:
 		if ev.seq <= c.lastSeq {
-			return false
+			return false, false
 		}
 		c.lastSeq = ev.seq
-		if !c.queueLocked(ev.frame) {
-			return false
+		if !c.queueLocked(ev.frame) || c.writing {
+			return false, false
 		}
-		if c.dirty || c.writing {
-			return false
+		urgent = c.queued > c.srv.cfg.MaxSocketBufferBytes/4
+		if c.dirty {
+			return false, urgent
 		}
 		c.dirty = true
-		return true
+		return true, urgent
 	}
-	return false
+	return false, false
 }
 
 // queueLocked appends a frame, or closes the socket as a slow client when
@@ -189,18 +191,27 @@ func (c *conn) abortLocked(reason, detail string) {
 	if c.state == stateClosed {
 		return
 	}
+	if reason == reasonSlow {
+		c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes,
+			"queued_bytes", c.queued, "queued_frames", len(c.queue))
+	}
 	c.state = stateClosed
 	c.closeReason = reason
 	c.queue, c.joinBuf = nil, nil
 	c.queued, c.joinBufBytes = 0, 0
 	if reason == reasonSlow {
 		c.srv.metrics.incr(statsdBackpressure)
-		c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes)
 		if !c.writing && c.raw != nil {
 			// Nobody is writing: try to tell the client why without
 			// waiting. If the socket cannot take it, it just closes.
 			_, _ = c.tryWrite([][]byte{closeFrame(closeSlow, "slow client: resume with last_id")})
 		}
+	}
+	if tcp, ok := c.nc.(*net.TCPConn); ok && reason == reasonSlow {
+		// Reset rather than close: what the kernel still holds for this
+		// client is useless (it resumes with last_id) and would otherwise
+		// linger in memory while a stalled peer drains it.
+		_ = tcp.SetLinger(0)
 	}
 	// Closing the socket is safe under locks; unregistering is not (it
 	// takes the shard lock), so it runs on its own goroutine.

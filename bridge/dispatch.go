@@ -85,6 +85,7 @@ type dispatcher struct {
 	in      chan eventlog.Event
 	scratch []byte
 	dirty   []*conn
+	urgent  []*conn
 	// handed is the last sequence the consumer handed over (follow's
 	// goroutine only).
 	handed uint64
@@ -198,13 +199,25 @@ func (d *dispatcher) handle(ev eventlog.Event) {
 	ch := s.hub.getLocked(sh, ev.Channel)
 	s.hub.ringAddLocked(ch, e)
 	for _, c := range ch.conns {
-		if c.deliver(e) {
+		dirty, urgent := c.deliver(e)
+		if dirty {
 			d.dirty = append(d.dirty, c)
+		}
+		if urgent {
+			d.urgent = append(d.urgent, c)
 		}
 	}
 	// Stored under the channel's lock: see hub.cursor.
 	s.hub.cursor.Store(ev.Seq)
 	sh.mu.Unlock()
+	// A socket whose queue filled up within the batch is written now
+	// rather than at the batch's end, so that a burst is not mistaken for
+	// a slow client.
+	for i, c := range d.urgent {
+		c.flush()
+		d.urgent[i] = nil
+	}
+	d.urgent = d.urgent[:0]
 }
 
 // invalid counts and logs an event no client can receive, at most once a

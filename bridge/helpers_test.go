@@ -73,7 +73,12 @@ func startGateway(t testing.TB, o gatewayOptions) *gateway {
 	g.cancel = cancel
 	go func() { g.done <- srv.Run(runCtx) }()
 	g.http = httptest.NewServer(srv)
-	t.Cleanup(g.stop)
+	t.Cleanup(func() {
+		g.stop()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
 	g.waitReady()
 	return g
 }
@@ -298,3 +303,38 @@ func (g *gateway) waitLog(timeout time.Duration, parts ...string) string {
 }
 
 var errTimeout = errors.New("timeout")
+
+// metricValue returns a counter or gauge from the gateway's registry, named
+// as in the exposition format: name{label="value",...}.
+func metricValue(t testing.TB, g *gateway, series string) float64 {
+	t.Helper()
+	name, labels, _ := strings.Cut(series, "{")
+	labels = strings.TrimSuffix(labels, "}")
+	families, err := g.srv.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var parts []string
+			for _, lp := range m.GetLabel() {
+				parts = append(parts, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			if strings.Join(parts, ",") != labels {
+				continue
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,246 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// closeCode returns the close code in a read error, or -1.
+func closeCode(err error) int {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return -1
+}
+
+func TestConnectionLimits(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{MaxTotalConnections: 3, MaxConnectionsPerChannel: 2}})
+	a1 := g.dial("a", "")
+	a2 := g.dial("a", "")
+	a3 := g.dial("a", "") // third on channel a: per-channel limit
+	if code := closeCode(a3.waitClosed(5 * time.Second)); code != 1013 {
+		t.Fatalf("per-channel limit: close code %d, want 1013", code)
+	}
+	b1 := g.dial("b", "")
+	c1 := g.dial("c", "") // fourth socket: total limit
+	if code := closeCode(c1.waitClosed(5 * time.Second)); code != 1013 {
+		t.Fatalf("total limit: close code %d, want 1013", code)
+	}
+	g.waitLog(2*time.Second, "connection limit reached", "limit=limit_total")
+	g.waitLog(2*time.Second, "connection limit reached", "limit=limit_channel")
+	if v := metricValue(t, g, `pushbridge_connections_rejected_total{limit="limit_channel"}`); v != 1 {
+		t.Errorf("limit_channel rejections %v", v)
+	}
+	// The accepted sockets keep working.
+	seqA := g.publish("a", `{"x":1}`)
+	seqB := g.publish("b", `{"x":2}`)
+	for _, c := range []*client{a1, a2} {
+		if id := frameID(t, c.next(5*time.Second)); id != g.log.ID(seqA).String() {
+			t.Fatalf("a got %s", id)
+		}
+	}
+	if id := frameID(t, b1.next(5*time.Second)); id != g.log.ID(seqB).String() {
+		t.Fatalf("b got %s", id)
+	}
+	if n := g.srv.Connections(); n != 3 {
+		t.Fatalf("connections %d, want 3", n)
+	}
+}
+
+// dialSilent connects without ever reading: the client answers no ping and
+// drains nothing. rcvBuf shrinks its socket receive buffer (0: default).
+func (g *gateway) dialSilent(channel string, rcvBuf int) *websocket.Conn {
+	g.t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil && rcvBuf > 0 {
+			_ = c.(*net.TCPConn).SetReadBuffer(rcvBuf)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(g.wsURL(""), cookieHeader("async-token", token(g.t, channel, nil)))
+	if err != nil {
+		g.t.Fatalf("dial: %v", err)
+	}
+	g.t.Cleanup(func() { _ = ws.Close() })
+	return ws
+}
+
+func TestHeartbeatTimeout(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{PingInterval: 20 * time.Millisecond, PongTimeout: 150 * time.Millisecond}})
+	silent := g.dialSilent("hb", 0)
+	alive := g.dial("hb", "") // its reader answers pings
+	g.waitLog(5*time.Second, "terminating socket that stopped answering pings")
+	// The silent socket was dropped without a close frame (terminate, as
+	// superset-websocket does): reading hits EOF.
+	_ = silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := silent.ReadMessage(); err != nil {
+			if closeCode(err) != -1 {
+				t.Fatalf("silent socket got a close frame: %v", err)
+			}
+			break
+		}
+	}
+	if v := metricValue(t, g, `pushbridge_disconnects_total{reason="no_pong"}`); v != 1 {
+		t.Fatalf("no_pong disconnects %v, want 1", v)
+	}
+	// Several timeouts later the answering socket still receives.
+	deadline := time.After(500 * time.Millisecond)
+	<-deadline
+	seq := g.publish("hb", `{"x":1}`)
+	if id := frameID(t, alive.next(5*time.Second)); id != g.log.ID(seq).String() {
+		t.Fatalf("alive socket got %s", id)
+	}
+}
+
+func TestSlowClientIsClosedOthersUnaffected(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{MaxSocketBufferBytes: 128 << 10}})
+	slow := g.dialSilent("busy", 4096)
+	fast := g.dial("busy", "")
+	payload := fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 1<<10))
+	var want []string
+	for i := 0; i < 50000 && g.srv.Connections() == 2; i++ {
+		want = append(want, g.log.ID(g.publish("busy", payload)).String())
+	}
+	g.waitLog(10*time.Second, "closing slow client")
+	t.Logf("slow client closed after %d events", len(want))
+	for i := 0; i < 50; i++ {
+		want = append(want, g.log.ID(g.publish("busy", payload)).String())
+	}
+	for i, id := range want {
+		if got := frameID(t, fast.next(10*time.Second)); got != id {
+			t.Fatalf("fast client frame %d: %s, want %s", i, got, id)
+		}
+	}
+	if v := metricValue(t, g, `pushbridge_disconnects_total{reason="slow_client"}`); v != 1 {
+		t.Fatalf("slow_client disconnects %v, want 1", v)
+	}
+	if n := g.srv.Connections(); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+	// The server reset the slow connection (nothing queued for it is worth
+	// sending: it resumes with last_id): reading fails promptly.
+	_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := slow.ReadMessage(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("slow connection still open: %v", err)
+			}
+			break
+		}
+	}
+}
+
+func TestClientControlFrames(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{ReadLimit: 1024}})
+
+	// Ping from the client gets a pong with the same payload.
+	ws := g.dialSilent("ctl", 0)
+	pong := make(chan string, 1)
+	ws.SetPongHandler(func(data string) error { pong <- data; return nil })
+	if err := ws.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case got := <-pong:
+		if got != "hello" {
+			t.Fatalf("pong %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+
+	// A client close is answered with a close frame.
+	c := g.dial("ctl", "")
+	if err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(c.waitClosed(5 * time.Second)); code != 4000 {
+		t.Fatalf("close echo code %d, want 4000", code)
+	}
+
+	// Data messages are ignored; an oversized one closes with 1009.
+	big := g.dial("ctl", "")
+	if err := big.ws.WriteMessage(websocket.TextMessage, []byte("small, ignored")); err != nil {
+		t.Fatal(err)
+	}
+	if err := big.ws.WriteMessage(websocket.TextMessage, make([]byte, 2048)); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(big.waitClosed(5 * time.Second)); code != 1009 {
+		t.Fatalf("oversized message: close code %d, want 1009", code)
+	}
+	if v := metricValue(t, g, "pushbridge_client_messages_ignored_total"); v != 1 {
+		t.Fatalf("ignored messages %v, want 1", v)
+	}
+}
+
+func TestShutdownClosesWith1001(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{ShutdownSpread: 50 * time.Millisecond}})
+	var clients []*client
+	for i := 0; i < 5; i++ {
+		clients = append(clients, g.dial(fmt.Sprintf("s%d", i%2), ""))
+	}
+	g.http.Close() // stop accepting, as serve does first
+	g.cancel()
+	for i, c := range clients {
+		if code := closeCode(c.waitClosed(5 * time.Second)); code != 1001 {
+			t.Fatalf("client %d: close code %d, want 1001", i, code)
+		}
+	}
+	select {
+	case err := <-g.done:
+		g.done <- err
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if n := g.srv.Connections(); n != 0 {
+		t.Fatalf("%d connections left", n)
+	}
+}
+
+func TestPlainHTTP(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	check := func(method, path string, status int, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, g.http.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := make([]byte, 4096)
+		n, _ := resp.Body.Read(b)
+		if resp.StatusCode != status || (body != "" && !strings.Contains(string(b[:n]), body)) {
+			t.Fatalf("%s %s: %d %q, want %d %q", method, path, resp.StatusCode, b[:n], status, body)
+		}
+	}
+	check("GET", "/health", 200, "OK")
+	check("HEAD", "/health", 200, "")
+	check("POST", "/health", 404, "Not Found")
+	check("GET", "/", 404, "Not Found")
+	check("GET", "/anything/else", 404, "Not Found")
+	check("GET", "/ready", 200, `"status":"ok"`)
+	check("GET", "/metrics", 200, "pushbridge_connections")
+}
