@@ -64,6 +64,9 @@ func startGateway(t testing.TB, o gatewayOptions) *gateway {
 		cfg.JWTSecret = testSecret
 	}
 	cfg.Logger = logger
+	if cfg.ShutdownSpread == 0 {
+		cfg.ShutdownSpread = 10 * time.Millisecond
+	}
 	srv, err := New(cfg, elog)
 	if err != nil {
 		t.Fatal(err)
