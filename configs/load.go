@@ -1,8 +1,7 @@
 package configs
 
 import (
-	"bytes"
-	"encoding/json"
+		"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -98,7 +97,8 @@ func Load(path string, lookupEnv func(string) (string, bool)) (Config, Source, e
 
 // decodeFile merges a JSON file into cfg: objects merge key by key into
 // the defaults (as superset-websocket's late version merges), arrays and
-// scalars replace them.
+// scalars replace them. Keys starting with "//" are comments. Errors name
+// the key path; unknown keys become warnings.
 func decodeFile(cfg *Config, data []byte, src *Source) error {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
@@ -107,37 +107,75 @@ func decodeFile(cfg *Config, data []byte, src *Source) error {
 	if _, ok := top["redis"]; ok {
 		cfg.Redis = defaultRedis()
 	}
-	known := jsonKeys(reflect.TypeOf(*cfg))
-	var unknown []string
-	for k := range top {
-		if !known[k] {
-			unknown = append(unknown, k)
-		}
+	return decodeObject(reflect.ValueOf(cfg).Elem(), top, "", src)
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+// decodeObject decodes the members of one JSON object into the struct v.
+func decodeObject(v reflect.Value, members map[string]json.RawMessage, path string, src *Source) error {
+	fields := fieldsByJSONName(v.Type())
+	keys := make([]string, 0, len(members))
+	for k := range members {
+		keys = append(keys, k)
 	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
-		src.Warnings = append(src.Warnings, fmt.Sprintf("unknown key %q ignored", k))
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(cfg); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return fmt.Errorf("%s: expected %s, got JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.HasPrefix(k, "//") {
+			continue
 		}
-		return err
+		key := k
+		if path != "" {
+			key = path + "." + k
+		}
+		i, ok := fields[k]
+		if !ok {
+			src.Warnings = append(src.Warnings, fmt.Sprintf("unknown key %q ignored", key))
+			continue
+		}
+		if err := decodeValue(v.Field(i), members[k], key, src); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func jsonKeys(t reflect.Type) map[string]bool {
-	keys := make(map[string]bool)
+func decodeValue(f reflect.Value, raw json.RawMessage, key string, src *Source) error {
+	t := f.Type()
+	isStruct := t.Kind() == reflect.Struct && t != durationType
+	isStructPtr := t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct
+	if (isStruct || isStructPtr) && len(raw) > 0 && raw[0] == '{' {
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &members); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		if isStructPtr {
+			if f.IsNil() {
+				f.Set(reflect.New(t.Elem()))
+			}
+			f = f.Elem()
+		}
+		return decodeObject(f, members, key, src)
+	}
+	if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return fmt.Errorf("%s: expected %s, got JSON %s", key, typeErr.Type, typeErr.Value)
+		}
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+func fieldsByJSONName(t reflect.Type) map[string]int {
+	out := make(map[string]int, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {
-			keys[name] = true
+			out[name] = i
 		}
 	}
-	return keys
+	return out
 }
 
 // envVar maps one environment variable onto the configuration.

@@ -1,0 +1,99 @@
+package bridge
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func publisherToken(t *testing.T, patterns any) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"publish": patterns}).SignedString([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestPublishAPI(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{MaxPayloadBytes: 1024}})
+	sub := g.dial("team-a", "")
+	post := func(path, tok, body string, hdr map[string]string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, g.http.URL+path, strings.NewReader(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s: body %q is not JSON", path, b)
+		}
+		return resp.StatusCode, out
+	}
+	pub := publisherToken(t, []string{"team-*"})
+	const path = "/api/v1/channels/team-a/events"
+
+	code, out := post(path, pub, `{"job_id": "1", "status": "done"}`, map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k1"})
+	if code != http.StatusCreated || out["duplicate"] != false {
+		t.Fatalf("publish: %d %v", code, out)
+	}
+	id := out["id"].(string)
+	if got := string(sub.next(5 * time.Second)); got != `{"id":"`+id+`","job_id":"1","status":"done"}` {
+		t.Fatalf("frame %s", got)
+	}
+	code, out = post(path, pub, `{"job_id": "1", "status": "done"}`, map[string]string{"Idempotency-Key": "k1"})
+	if code != http.StatusOK || out["duplicate"] != true || out["id"] != id {
+		t.Fatalf("retry with the same key: %d %v", code, out)
+	}
+	sub.expectNothing(100 * time.Millisecond)
+
+	for _, tc := range []struct {
+		name, path, tok, body string
+		status                int
+		reason                string
+	}{
+		{"browser token", path, token(t, "team-a", nil), `{}`, 403, "not_a_publisher"},
+		{"no token", path, "", `{}`, 401, "cookie_missing"},
+		{"wrong secret", path, "eyJhbGciOiJIUzI1NiJ9.eyJwdWJsaXNoIjpbIioiXX0.bad", `{}`, 401, "signature_invalid"},
+		{"pattern mismatch", "/api/v1/channels/other/events", pub, `{}`, 403, "channel_not_allowed"},
+		{"bad channel", "/api/v1/channels/a*b/events", pub, `{}`, 400, "invalid_channel"},
+		{"not an object", path, pub, `[1,2]`, 400, "invalid_payload"},
+		{"not JSON", path, pub, `{"a":`, 400, "invalid_payload"},
+		{"too large", path, pub, `{"a":"` + strings.Repeat("x", 2000) + `"}`, 413, "payload_too_large"},
+		{"unknown endpoint", "/api/v1/channels/team-a/other", pub, `{}`, 404, "not_found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := post(tc.path, tc.tok, tc.body, nil)
+			if code != tc.status || out["reason"] != tc.reason || out["error"] == "" {
+				t.Fatalf("got %d %v, want %d %s", code, out, tc.status, tc.reason)
+			}
+		})
+	}
+	resp, err := http.Get(g.http.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Fatalf("GET: %d allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	wildcard := publisherToken(t, "*")
+	if code, out := post("/api/v1/channels/anything/events", wildcard, `{}`, nil); code != 201 {
+		t.Fatalf("wildcard publisher: %d %v", code, out)
+	}
+	sub.expectNothing(50 * time.Millisecond)
+}
