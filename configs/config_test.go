@@ -53,7 +53,7 @@ func TestFileThenEnv(t *testing.T) {
 	}`)
 	c, src, err := Load(p, env(map[string]string{
 		"PORT": "9100", "REDIS_PORT": "6380", "ALLOWED_ORIGINS": " https://x , https://y ",
-		"REDIS_HOST": "   ", // blank: ignored, as superset-websocket does
+		"REDIS_HOST":                "   ", // blank: ignored, as superset-websocket does
 		"PUSHBRIDGE_NATS_STORE_DIR": "/var/lib/pb", "PUSHBRIDGE_STREAM_MAX_AGE": "90m",
 	}))
 	if err != nil {

@@ -1,7 +1,7 @@
 package configs
 
 import (
-		"encoding/json"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
