@@ -58,7 +58,7 @@ func (s *Server) startPosition(ctx context.Context) (start, readyAt uint64, err 
 			if st.Msgs == 0 {
 				start = st.LastSeq + 1
 			}
-			s.log.Info("live consumer starting", "from_seq", start, "stream_last_seq", st.LastSeq, "epoch", s.events.Epoch())
+			s.log.Info("live consumer starting", "from_seq", start, "stream_last_seq", st.LastSeq, "epoch", s.epoch)
 			return start, readyAt, nil
 		}
 		s.notReady.Store("event log unavailable: " + err.Error())
@@ -187,7 +187,7 @@ func (d *dispatcher) handle(ev eventlog.Event) {
 		s.hub.cursor.Store(ev.Seq)
 		return
 	}
-	e, scratch, err := encodeEvent(d.scratch, s.events.ID(ev.Seq), ev.Data)
+	e, scratch, err := encodeEvent(d.scratch, s.id(ev.Seq), ev.Data)
 	d.scratch = scratch
 	if err != nil {
 		d.invalid(ev, err)

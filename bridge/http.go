@@ -54,7 +54,7 @@ func (s *Server) serveReady(w http.ResponseWriter) {
 		Reason:        why,
 		NATS:          strings.ToLower(s.events.Conn().Status().String()),
 		Stream:        s.events.Stream(),
-		Epoch:         s.events.Epoch(),
+		Epoch:         s.epoch,
 		DispatchedSeq: s.hub.cursor.Load(),
 		Connections:   s.hub.connections.Load(),
 		Channels:      s.hub.channels.Load(),

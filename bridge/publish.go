@@ -114,7 +114,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	s.metrics.publishes.WithLabelValues(result).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(PublishResponse{ID: s.events.ID(res.Seq).String(), Seq: res.Seq, Channel: channel, Duplicate: res.Duplicate})
+	_ = json.NewEncoder(w).Encode(PublishResponse{ID: s.id(res.Seq).String(), Seq: res.Seq, Channel: channel, Duplicate: res.Duplicate})
 }
 
 func (s *Server) publishFail(w http.ResponseWriter, code int, reason, detail string) {

@@ -152,7 +152,7 @@ func (s *Server) replayFromLog(ctx context.Context, c *conn, after, upTo uint64)
 	var sent int
 	var scratch []byte
 	err := s.events.Read(ctx, c.channel, after, upTo, func(ev eventlog.Event) error {
-		e, sc, err := encodeEvent(scratch, s.events.ID(ev.Seq), ev.Data)
+		e, sc, err := encodeEvent(scratch, s.id(ev.Seq), ev.Data)
 		scratch = sc
 		if err != nil {
 			return nil // the dispatcher skipped it as well
@@ -188,7 +188,7 @@ func (s *Server) replayByRedisID(ctx context.Context, c *conn, rp resumePoint, u
 		} else if ev.Time.UnixMilli() <= int64(rp.redisMs) {
 			return nil
 		}
-		e, sc, err := encodeEvent(scratch, s.events.ID(ev.Seq), ev.Data)
+		e, sc, err := encodeEvent(scratch, s.id(ev.Seq), ev.Data)
 		scratch = sc
 		if err != nil {
 			return nil

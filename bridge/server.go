@@ -24,6 +24,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	events   *eventlog.Log
+	// epoch is the event log's epoch, fixed for the server's life.
+	epoch uint64
 	auth     *authenticator
 	origins  originPolicy
 	hub      *hub
@@ -83,6 +85,7 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		events:    log,
+		epoch:     log.Epoch(),
 		auth:      auth,
 		origins:   newOriginPolicy(cfg.AllowedOrigins),
 		hub:       newHub(cfg.RingBytes, cfg.RingPerChannel),
@@ -112,6 +115,9 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 	}
 	return s, nil
 }
+
+// id returns the client-visible id of a sequence.
+func (s *Server) id(seq uint64) eventlog.ID { return eventlog.ID{Epoch: s.epoch, Seq: seq} }
 
 // Gatherer returns the registry the metrics were registered with, when it
 // can be gathered (for serving /metrics).

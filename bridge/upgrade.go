@@ -30,7 +30,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, ref)
 		return
 	}
-	rp := parseLastID(r.URL.Query().Get("last_id"), s.events.Epoch())
+	rp := parseLastID(r.URL.Query().Get("last_id"), s.epoch)
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
@@ -66,7 +66,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	case resumeEpochReset:
 		s.metrics.lastIDInvalid.WithLabelValues("epoch_reset").Inc()
 		log.Warn("last_id is from an earlier stream epoch: events after it in the old stream are lost; replaying all the channel has now",
-			"last_id", rp.raw, "epoch", s.events.Epoch())
+			"last_id", rp.raw, "epoch", s.epoch)
 	}
 	log.Debug("socket connected", "last_id", rp.raw, "resume", rp.kind.String())
 	s.replay(s.lifetime, c, rp, plan, started)

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/configs"
+)
+
+const testSecret = "0123456789abcdef0123456789abcdef-cmdtest"
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func runCmd(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, envOf(vars), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := runCmd(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "pushbridge ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errOut := runCmd(t, nil); code != 2 || !strings.Contains(errOut, "serve") {
+		t.Fatalf("no args: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCmd(t, nil, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown: %d %q", code, errOut)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	code, out, errOut := runCmd(t, map[string]string{"JWT_SECRET": testSecret}, "token", "--channel", "abc", "--ttl", "1m")
+	if code != 0 {
+		t.Fatalf("token: %d %s", code, errOut)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(strings.TrimSpace(out), claims, func(*jwt.Token) (any, error) { return []byte(testSecret), nil }); err != nil {
+		t.Fatalf("minted token does not verify: %v", err)
+	}
+	if claims["channel"] != "abc" || claims["exp"] == nil {
+		t.Fatalf("claims %v", claims)
+	}
+	code, out, _ = runCmd(t, nil, "token", "--secret", testSecret, "--publish", "team-*", "--publish", "x")
+	claims = jwt.MapClaims{}
+	_, _ = jwt.ParseWithClaims(strings.TrimSpace(out), claims, func(*jwt.Token) (any, error) { return []byte(testSecret), nil })
+	if code != 0 || claims["publish"] == nil || claims["channel"] != nil {
+		t.Fatalf("publisher token: %d %v", code, claims)
+	}
+	if code, _, _ := runCmd(t, nil, "token", "--secret", "short", "--channel", "a"); code != 1 {
+		t.Fatalf("short secret: exit %d", code)
+	}
+	if code, _, _ := runCmd(t, nil, "token", "--secret", testSecret); code != 2 {
+		t.Fatalf("neither --channel nor --publish: exit %d", code)
+	}
+}
+
+func TestServeRefusesBadConfig(t *testing.T) {
+	code, _, errOut := runCmd(t, map[string]string{"JWT_SECRET": "too-short"}, "serve", "--config", "")
+	if code != 1 || !strings.Contains(errOut, "jwtSecret") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestServePublishReceive runs serve in process on a free loopback port
+// with its embedded NATS server, publishes with the publish command through
+// the HTTP API, and receives the frame on a browser-style socket.
+func TestServePublishReceive(t *testing.T) {
+	vars := map[string]string{
+		"JWT_SECRET": testSecret, "PORT": "0", "PUSHBRIDGE_HOST": "127.0.0.1",
+		"PUSHBRIDGE_NATS_STORE_DIR": t.TempDir(), "STATSD_HOST": "127.0.0.1",
+	}
+	cfg, _, err := configs.Load("", envOf(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Statsd.Disabled = true
+	var logs bytes.Buffer
+	log, _, _ := newLogger(&cfg, &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, &cfg, log, listening) }()
+	var addr net.Addr
+	select {
+	case addr = <-listening:
+	case err := <-done:
+		t.Fatalf("serve: %v\n%s", err, logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	base := "http://" + addr.String()
+	waitReady(t, base)
+
+	tok, _ := mintToken(testSecret, "ch1", nil, time.Minute, "channel", "publish")
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr.String()+"/ws", http.Header{"Cookie": {"async-token=" + tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+
+	code, out, errOut := runCmd(t, vars, "publish", "--url", base, "--channel", "ch1", "--data", `{"job_id": "j", "status": "done"}`)
+	if code != 0 {
+		t.Fatalf("publish: %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, frame, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(frame) != `{"id":"`+id+`","job_id":"j","status":"done"}` {
+		t.Fatalf("frame %s", frame)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("socket not closed with 1001: %v", err)
+	}
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("not ready within 10s")
+}
