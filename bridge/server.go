@@ -21,11 +21,11 @@ import (
 // connections, and the machinery (Run) that feeds them from the event log.
 // Create it with New; serve HTTP with it and call Run once.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	events   *eventlog.Log
+	cfg    Config
+	log    *slog.Logger
+	events *eventlog.Log
 	// epoch is the event log's epoch, fixed for the server's life.
-	epoch uint64
+	epoch    uint64
 	auth     *authenticator
 	origins  originPolicy
 	hub      *hub
