@@ -485,22 +485,18 @@ func (e *jsEncoder) escape() error {
 	c := e.src[e.pos+1]
 	e.pos += 2
 	switch c {
-	case '"':
-		e.out = append(e.out, '\\', '"')
-	case '\\':
-		e.out = append(e.out, '\\', '\\')
-	case '/':
-		e.out = append(e.out, '/')
+	case '"', '\\', '/':
+		e.appendRune(rune(c))
 	case 'b':
-		e.out = append(e.out, '\\', 'b')
+		e.appendRune('\b')
 	case 'f':
-		e.out = append(e.out, '\\', 'f')
+		e.appendRune('\f')
 	case 'n':
-		e.out = append(e.out, '\\', 'n')
+		e.appendRune('\n')
 	case 'r':
-		e.out = append(e.out, '\\', 'r')
+		e.appendRune('\r')
 	case 't':
-		e.out = append(e.out, '\\', 't')
+		e.appendRune('\t')
 	case 'u':
 		r, ok := e.hex4()
 		if !ok {
