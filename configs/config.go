@@ -170,6 +170,19 @@ type Stream struct {
 	MaxConsumers      int      `json:"maxConsumers"`
 	PlacementCluster  string   `json:"placementCluster"`
 	PlacementTags     []string `json:"placementTags"`
+	// Mirror makes this node read a local mirror of the stream (another
+	// region); publishes still go to the origin.
+	Mirror *StreamMirror `json:"mirror,omitempty"`
+}
+
+// StreamMirror configures a regional mirror of the event log.
+type StreamMirror struct {
+	// Name of the local mirror stream (unique in a super-cluster).
+	Name string `json:"name"`
+	// OriginDomain is the origin's JetStream domain for leaf nodes.
+	OriginDomain     string   `json:"originDomain"`
+	PlacementCluster string   `json:"placementCluster"`
+	PlacementTags    []string `json:"placementTags"`
 }
 
 // Replay tunes last_id replay.

@@ -89,6 +89,12 @@ func eventlogConfig(c *Config) eventlog.Config {
 	if s.PlacementCluster != "" || len(s.PlacementTags) > 0 {
 		cfg.Placement = &jetstream.Placement{Cluster: s.PlacementCluster, Tags: s.PlacementTags}
 	}
+	if m := s.Mirror; m != nil {
+		cfg.Mirror = &eventlog.Mirror{Name: m.Name, OriginDomain: m.OriginDomain}
+		if m.PlacementCluster != "" || len(m.PlacementTags) > 0 {
+			cfg.Mirror.Placement = &jetstream.Placement{Cluster: m.PlacementCluster, Tags: m.PlacementTags}
+		}
+	}
 	return cfg
 }
 

@@ -93,7 +93,7 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 		// Stop leaves the server-side consumer until InactiveThreshold;
 		// remove it now. Best effort: it expires anyway.
 		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = l.js.DeleteConsumer(dctx, l.cfg.Stream, info.Name)
+		_ = l.js.DeleteConsumer(dctx, l.readName, info.Name)
 		cancel()
 	}
 	return err

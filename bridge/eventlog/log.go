@@ -49,6 +49,9 @@ type Config struct {
 	MaxConsumers int
 	// Placement pins the stream to a cluster or tagged servers.
 	Placement *jetstream.Placement
+	// Mirror, when set, makes the log read a local mirror of the origin
+	// stream (multi-region); see Mirror.
+	Mirror *Mirror
 	// CreateTimeout bounds how long Open retries while JetStream is not yet
 	// available (a cluster electing its meta leader). Default 60s.
 	CreateTimeout time.Duration
@@ -128,8 +131,11 @@ func (c Config) Validate() error {
 // Log is the event log. Open it with Open.
 type Log struct {
 	js     jetstream.JetStream
-	stream jetstream.Stream
-	cfg    Config
+	// stream is the stream the node reads: the origin, or its local
+	// mirror; readName is its name.
+	stream   jetstream.Stream
+	readName string
+	cfg      Config
 	epoch  uint64
 	// prefix is SubjectPrefix + ".", the part of a subject before the channel.
 	prefix string
@@ -179,7 +185,8 @@ func retryable(err error) bool {
 	if errors.As(err, &apiErr) {
 		// 503 "JetStream system temporarily unavailable", 500 "insufficient
 		// resources" during elections, 10008 cluster not available.
-		return apiErr.Code == 503 || apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10074
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10074 ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "timeout") || strings.Contains(msg, "no responders") ||
@@ -192,15 +199,11 @@ func (l *Log) streamConfig(epoch uint64, existing map[string]string) jetstream.S
 		meta[k] = v
 	}
 	meta[EpochMetadataKey] = strconv.FormatUint(epoch, 10)
-	storage := jetstream.FileStorage
-	if l.cfg.Memory {
-		storage = jetstream.MemoryStorage
-	}
 	return jetstream.StreamConfig{
 		Name:              l.cfg.Stream,
 		Description:       "pushbridge event log: one subject per channel, ids are stream sequences",
 		Subjects:          []string{l.prefix + ">"},
-		Storage:           storage,
+		Storage:           l.storage(),
 		Replicas:          l.cfg.Replicas,
 		Retention:         jetstream.LimitsPolicy,
 		Discard:           jetstream.DiscardOld,
@@ -220,7 +223,18 @@ func (l *Log) streamConfig(epoch uint64, existing map[string]string) jetstream.S
 	}
 }
 
+func (l *Log) storage() jetstream.StorageType {
+	if l.cfg.Memory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
 func (l *Log) ensure(ctx context.Context) error {
+	if l.cfg.Mirror != nil {
+		return l.openMirror(ctx)
+	}
+	l.readName = l.cfg.Stream
 	stream, err := l.js.Stream(ctx, l.cfg.Stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
@@ -287,8 +301,12 @@ func needsUpdate(have, want jetstream.StreamConfig) bool {
 // Epoch returns the stream's epoch.
 func (l *Log) Epoch() uint64 { return l.epoch }
 
-// Stream returns the stream name.
+// Stream returns the origin stream's name (where events are appended).
 func (l *Log) Stream() string { return l.cfg.Stream }
+
+// ReadStream returns the name of the stream the node reads: the origin or
+// its local mirror.
+func (l *Log) ReadStream() string { return l.readName }
 
 // Config returns the effective configuration, defaults applied.
 func (l *Log) Config() Config { return l.cfg }

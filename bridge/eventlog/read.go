@@ -55,7 +55,7 @@ func (l *Log) read(ctx context.Context, channel string, start jetstreamext.GetBa
 // the server reported more matching events after it (Nats-Num-Pending of
 // the batch's last event: a batch cut short by its byte cap says so).
 func (l *Log) readBatch(ctx context.Context, channel, subject string, start jetstreamext.GetBatchOpt, upTo uint64, fn func(Event) error) (last uint64, more bool, err error) {
-	msgs, err := jetstreamext.GetBatch(ctx, l.js, l.cfg.Stream, readBatch,
+	msgs, err := jetstreamext.GetBatch(ctx, l.js, l.readName, readBatch,
 		start, jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchMaxBytes(readBatchBytes))
 	if err != nil {
 		return 0, false, fmt.Errorf("eventlog: read channel %q: %w", channel, err)
