@@ -41,6 +41,10 @@ func runServe(ctx context.Context, e env) error {
 // the bound address once the gateway accepts connections (for tests).
 func serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, listening chan<- net.Addr) error {
 	log.Info("pushbridge starting", "version", version(), "listen", cfg.ListenAddr())
+	if limit := raiseFileLimit(log); limit > 0 && cfg.MaxTotalConnections > 0 && limit < uint64(cfg.MaxTotalConnections)+256 {
+		log.Warn("the open files limit is below maxTotalConnections: sockets beyond it will be refused by the kernel",
+			"limit", limit, "max_total_connections", cfg.MaxTotalConnections)
+	}
 	link, err := connectNATS(ctx, cfg, log, "pushbridge-gateway")
 	if err != nil {
 		return err
