@@ -130,13 +130,13 @@ func (c Config) Validate() error {
 
 // Log is the event log. Open it with Open.
 type Log struct {
-	js     jetstream.JetStream
+	js jetstream.JetStream
 	// stream is the stream the node reads: the origin, or its local
 	// mirror; readName is its name.
 	stream   jetstream.Stream
 	readName string
 	cfg      Config
-	epoch  uint64
+	epoch    uint64
 	// prefix is SubjectPrefix + ".", the part of a subject before the channel.
 	prefix string
 	log    *slog.Logger
