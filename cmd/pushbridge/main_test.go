@@ -11,8 +11,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
 	"github.com/pushbridge/pushbridge/configs"
+	"github.com/pushbridge/pushbridge/embedded/embeddedtest"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef-cmdtest"
@@ -153,4 +156,34 @@ func waitReady(t *testing.T, base string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("not ready within 10s")
+}
+
+// TestPublishOverNATS publishes straight to the channel subject and prints
+// the event id from the acknowledgement.
+func TestPublishOverNATS(t *testing.T) {
+	srv := embeddedtest.Start(t, embeddedtest.Options{TCP: true})
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	elog, err := eventlog.Open(context.Background(), js, eventlog.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "n1", "--data", `{"a":1}`, "--msg-id", "x1")
+	if code != 0 {
+		t.Fatalf("publish: %d %s", code, errOut)
+	}
+	if got, want := strings.TrimSpace(out), elog.ID(1).String(); got != want {
+		t.Fatalf("printed %q, want %q", got, want)
+	}
+	code, out, _ = runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "n1", "--data", `{"a":1}`, "--msg-id", "x1")
+	if code != 0 || !strings.Contains(out, "duplicate") {
+		t.Fatalf("retry: %d %q", code, out)
+	}
+	if code, _, _ := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "n1", "--data", `[1]`); code != 1 {
+		t.Fatalf("array payload: exit %d", code)
+	}
 }
