@@ -111,7 +111,7 @@ func TestReplayLastIDForms(t *testing.T) {
 		c := g.dial("f", fmt.Sprintf("%d-999999", epoch))
 		// After the bounded wait the socket is delivered from the node's
 		// position: nothing old, then live events.
-		g.waitLog(5*time.Second, "last_id is ahead of this node's stream")
+		g.waitLog(5*time.Second, "last_id is beyond the stream's end")
 		s := g.publish("f", `{"n":"after"}`)
 		equalIDs(t, "live", c.collect(1, 5*time.Second), idsOf(g, []uint64{s}))
 	})

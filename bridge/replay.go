@@ -100,11 +100,21 @@ func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinP
 		if err = s.waitCursor(ctx, rp.seq); err != nil {
 			result = "ahead_timeout"
 			s.metrics.lastIDInvalid.WithLabelValues("ahead").Inc()
-			log.Warn("last_id is ahead of this node's stream; delivering from its position instead",
-				"dispatched_seq", s.hub.cursor.Load(), "err", err)
-			c.mu.Lock()
-			c.lastSeq = plan.upTo
-			c.mu.Unlock()
+			head, herr := s.events.Head(ctx)
+			if herr == nil && rp.seq <= head {
+				// The id exists: this node (or its mirror) lags. Keep the
+				// client's position; the events after it arrive live.
+				log.Warn("last_id is ahead of this node; it will catch up", "dispatched_seq", s.hub.cursor.Load(), "stream_head", head)
+			} else {
+				// Beyond the stream's end: not an id this stream gave out.
+				// Deliver from the node's position so the client is not
+				// starved until the stream reaches it.
+				log.Warn("last_id is beyond the stream's end; delivering from this node's position instead",
+					"dispatched_seq", s.hub.cursor.Load(), "stream_head", head)
+				c.mu.Lock()
+				c.lastSeq = plan.upTo
+				c.mu.Unlock()
+			}
 			err = nil
 		}
 	case plan.jsNeeded && rp.kind == resumeRedis:

@@ -120,3 +120,17 @@ func (l *Log) MirrorLag(ctx context.Context) (uint64, error) {
 	}
 	return info.Mirror.Lag, nil
 }
+
+// Head returns the last sequence of the origin stream as far as this node
+// can tell: the read stream's last sequence plus, for a mirror, its lag.
+func (l *Log) Head(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventlog: stream info: %w", err)
+	}
+	head := info.State.LastSeq
+	if info.Mirror != nil {
+		head += info.Mirror.Lag
+	}
+	return head, nil
+}
