@@ -21,15 +21,13 @@ const benchPayload = `{"channel_id": "6494e437-0b2a-4c8c-9d7e-2f1f5c3b6a11", "jo
 
 func BenchmarkEncodeEvent(b *testing.B) {
 	payload := []byte(benchPayload)
-	var scratch []byte
+	var f frameEncoder
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		_, sc, err := encodeEvent(scratch, eventlog.ID{Epoch: 1795388654, Seq: uint64(i)}, payload)
-		if err != nil {
+		if _, _, err := f.encode(eventlog.ID{Epoch: 1795388654, Seq: uint64(i)}, payload); err != nil {
 			b.Fatal(err)
 		}
-		scratch = sc
 	}
 }
 

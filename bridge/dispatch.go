@@ -83,7 +83,7 @@ type dispatcher struct {
 	srv     *Server
 	readyAt uint64
 	in      chan eventlog.Event
-	scratch []byte
+	frames  frameEncoder
 	dirty   []*conn
 	urgent  []*conn
 	// handed is the last sequence the consumer handed over (follow's
@@ -187,8 +187,7 @@ func (d *dispatcher) handle(ev eventlog.Event) {
 		s.hub.cursor.Store(ev.Seq)
 		return
 	}
-	e, scratch, err := encodeEvent(d.scratch, s.id(ev.Seq), ev.Data)
-	d.scratch = scratch
+	e, _, err := d.frames.encode(s.id(ev.Seq), ev.Data)
 	if err != nil {
 		d.invalid(ev, err)
 		s.hub.cursor.Store(ev.Seq)

@@ -33,21 +33,35 @@ type event struct {
 	older, newer *event
 }
 
-// encodeEvent builds the frame for an event: a single unfragmented text
-// frame whose body is {"id":"<epoch>-<seq>", <payload members>}. The result
-// is exactly what websocket.PreparedMessage would put on the wire for the
-// same text, built without its per-message bookkeeping; scratch is reused
-// across calls by the caller.
-func encodeEvent(scratch []byte, id eventlog.ID, payload []byte) (*event, []byte, error) {
+// frameEncoder builds event frames, reusing its buffers across events. It
+// is owned by one goroutine.
+type frameEncoder struct {
+	js jsEncoder
+}
+
+// encode builds the frame for an event: a single unfragmented text frame
+// whose body is {"id":"<epoch>-<seq>", <payload members>}. The frame is
+// exactly what websocket.PreparedMessage would put on the wire for the same
+// text, built without its per-message bookkeeping. The returned body aliases
+// the encoder's buffer and is valid until the next call.
+func (f *frameEncoder) encode(id eventlog.ID, payload []byte) (*event, []byte, error) {
 	var idBuf [32]byte
-	body, err := appendEventBody(scratch[:0], id.AppendText(idBuf[:0]), payload)
+	f.js.out = f.js.out[:0]
+	body, err := f.js.eventBody(id.AppendText(idBuf[:0]), payload)
 	if err != nil {
-		return nil, scratch, err
+		return nil, nil, err
 	}
+	f.js.out = body
 	frame := make([]byte, 0, maxFrameHeader+len(body))
 	frame = appendFrameHeader(frame, opText, len(body))
 	frame = append(frame, body...)
 	return &event{seq: id.Seq, frame: frame}, body, nil
+}
+
+// encodeEvent builds one frame with a fresh encoder.
+func encodeEvent(id eventlog.ID, payload []byte) (*event, []byte, error) {
+	var f frameEncoder
+	return f.encode(id, payload)
 }
 
 // appendFrameHeader appends an unmasked, final frame header.

@@ -46,7 +46,7 @@ rl.on("line",l=>{const d=JSON.parse(JSON.parse(l));delete d.id;console.log(JSON.
 		if err := json.Unmarshal(sc.Bytes(), &want); err != nil {
 			t.Fatal(err)
 		}
-		_, got, err := encodeEvent(nil, goldenID, []byte(payloads[i]))
+		_, got, err := encodeEvent(goldenID, []byte(payloads[i]))
 		if err != nil {
 			t.Fatalf("payload %q: %v", payloads[i], err)
 		}

@@ -38,7 +38,7 @@ func TestEventFramesGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			payload := mustRead(t, in)
 			want := mustRead(t, strings.TrimSuffix(in, ".json")+".golden")
-			ev, body, err := encodeEvent(nil, goldenID, payload)
+			ev, body, err := encodeEvent(goldenID, payload)
 			if err != nil {
 				t.Fatalf("encode: %v", err)
 			}
@@ -134,18 +134,18 @@ func TestEncodeEventRejects(t *testing.T) {
 		"bad number":  `{"a":01}`,
 		"deep":        strings.Repeat("[", 300) + strings.Repeat("]", 300),
 	} {
-		if _, _, err := encodeEvent(nil, goldenID, []byte(payload)); err == nil {
+		if _, _, err := encodeEvent(goldenID, []byte(payload)); err == nil {
 			t.Errorf("%s: accepted %q", name, payload)
 		}
 	}
 	deep := `{"a":` + strings.Repeat("[", 300) + strings.Repeat("]", 300) + `}`
-	if _, _, err := encodeEvent(nil, goldenID, []byte(deep)); err == nil {
+	if _, _, err := encodeEvent(goldenID, []byte(deep)); err == nil {
 		t.Error("accepted nesting deeper than the limit")
 	}
 }
 
 func TestInvalidUTF8BecomesReplacement(t *testing.T) {
-	_, body, err := encodeEvent(nil, goldenID, []byte("{\"a\":\"x\xffy\"}"))
+	_, body, err := encodeEvent(goldenID, []byte("{\"a\":\"x\xffy\"}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func FuzzEventBody(f *testing.F) {
 	f.Add([]byte(`{"a":[1,2,{"b":null}],"c":"\u00e9\ud83d\ude00","d":-1.5e-10}`))
 	f.Add([]byte(`{"id":1,"x":true}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		_, body, err := encodeEvent(nil, goldenID, payload)
+		_, body, err := encodeEvent(goldenID, payload)
 		var ref map[string]any
 		refErr := json.Unmarshal(payload, &ref)
 		if err != nil {
@@ -203,7 +203,7 @@ func FuzzEventBody(f *testing.F) {
 			t.Fatalf("meaning changed:\n got %s\nwant %s", gb, rb)
 		}
 		// Idempotent: encoding the body again (its id dropped) gives it.
-		_, again, err := encodeEvent(nil, goldenID, body)
+		_, again, err := encodeEvent(goldenID, body)
 		if err != nil || !bytes.Equal(again, body) {
 			t.Fatalf("not idempotent: %q -> %q (%v)", body, again, err)
 		}

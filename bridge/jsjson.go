@@ -52,7 +52,15 @@ func (e *jsEncoder) skipSpace() {
 // to out, in the order JavaScript gives the object's properties. payload
 // must be one JSON object.
 func appendEventBody(out, id, payload []byte) ([]byte, error) {
-	e := jsEncoder{src: payload, out: out}
+	e := jsEncoder{out: out}
+	return e.eventBody(id, payload)
+}
+
+// eventBody is appendEventBody on a reusable encoder: it resets the encoder
+// to payload and appends to e.out, keeping the encoder's buffers.
+func (e *jsEncoder) eventBody(id, payload []byte) ([]byte, error) {
+	out := e.out
+	e.src, e.pos, e.members = payload, 0, e.members[:0]
 	e.skipSpace()
 	if e.pos >= len(e.src) || e.src[e.pos] != '{' {
 		if e.pos < len(e.src) {

@@ -160,10 +160,9 @@ func (s *Server) replayFromLog(ctx context.Context, c *conn, after, upTo uint64)
 		return 0, fmt.Errorf("wait for a replay slot: %w", ctx.Err())
 	}
 	var sent int
-	var scratch []byte
+	var frames frameEncoder
 	err := s.events.Read(ctx, c.channel, after, upTo, func(ev eventlog.Event) error {
-		e, sc, err := encodeEvent(scratch, s.id(ev.Seq), ev.Data)
-		scratch = sc
+		e, _, err := frames.encode(s.id(ev.Seq), ev.Data)
 		if err != nil {
 			return nil // the dispatcher skipped it as well
 		}
@@ -189,7 +188,7 @@ func (s *Server) replayByRedisID(ctx context.Context, c *conn, rp resumePoint, u
 	s.metrics.lastIDInvalid.WithLabelValues("redis_id").Inc()
 	since := time.UnixMilli(int64(rp.redisMs)).Add(-s.cfg.ReplaySkew)
 	var sent int
-	var scratch []byte
+	var frames frameEncoder
 	err := s.events.ReadFrom(ctx, c.channel, since, upTo, func(ev eventlog.Event) error {
 		if rid := ev.Header.Get(eventlog.RedisIDHeader); rid != "" {
 			if after, ok := redisIDAfter(rid, rp.redisMs, rp.redisSeq); ok && !after {
@@ -198,8 +197,7 @@ func (s *Server) replayByRedisID(ctx context.Context, c *conn, rp resumePoint, u
 		} else if ev.Time.UnixMilli() <= int64(rp.redisMs) {
 			return nil
 		}
-		e, sc, err := encodeEvent(scratch, s.id(ev.Seq), ev.Data)
-		scratch = sc
+		e, _, err := frames.encode(s.id(ev.Seq), ev.Data)
 		if err != nil {
 			return nil
 		}
