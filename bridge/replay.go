@@ -151,28 +151,13 @@ func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinP
 }
 
 // replayFromLog sends the channel's events in (after, upTo] read from
-// JetStream, bounded in concurrency by ReplayConcurrency.
+// JetStream (coalesced with other replays when many run at once).
 func (s *Server) replayFromLog(ctx context.Context, c *conn, after, upTo uint64) (int, error) {
-	select {
-	case s.replaySem <- struct{}{}:
-		defer func() { <-s.replaySem }()
-	case <-ctx.Done():
-		return 0, fmt.Errorf("wait for a replay slot: %w", ctx.Err())
+	events, err := s.coalescer.fetch(ctx, c.channel, after, upTo)
+	if err != nil {
+		return 0, err
 	}
-	var sent int
-	var frames frameEncoder
-	err := s.events.Read(ctx, c.channel, after, upTo, func(ev eventlog.Event) error {
-		e, _, err := frames.encode(s.id(ev.Seq), ev.Data)
-		if err != nil {
-			return nil // the dispatcher skipped it as well
-		}
-		ok, err := s.queueReplayed(ctx, c, e)
-		if ok {
-			sent++
-		}
-		return err
-	})
-	return sent, err
+	return s.replayEvents(ctx, c, events)
 }
 
 // replayByRedisID resumes a client holding an id from the old Node server:

@@ -36,6 +36,7 @@ type Server struct {
 	registry registry
 
 	replaySem chan struct{}
+	coalescer *coalescer
 	nextID    atomic.Uint64
 	cursorSig cursorSignal
 
@@ -93,6 +94,7 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 		gatherer:  gatherer,
 		replaySem: make(chan struct{}, cfg.ReplayConcurrency),
 	}
+	s.coalescer = newCoalescer(s)
 	s.registry.init()
 	s.cursorSig.init()
 	s.lifetime, s.cancel = context.WithCancel(context.Background())
@@ -138,7 +140,7 @@ func (s *Server) run(ctx context.Context) error {
 	inner, cancelInner := context.WithCancel(context.Background())
 	defer cancelInner()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	start := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -152,6 +154,7 @@ func (s *Server) run(ctx context.Context) error {
 		start("poller", s.epoll.run)
 	}
 	start("pinger", s.runPinger)
+	start("coalescer", s.coalescer.run)
 	start("dispatcher", s.runDispatcher)
 
 	var runErr error

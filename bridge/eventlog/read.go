@@ -72,7 +72,11 @@ func (l *Log) readBatch(ctx context.Context, channel, subject string, start jets
 		if upTo != 0 && msg.Sequence > upTo {
 			return last, false, nil
 		}
-		ev := Event{Channel: channel, Seq: msg.Sequence, Data: msg.Data, Time: msg.Time, Header: msg.Header}
+		ch := channel
+		if ch == "" {
+			ch, _ = l.ChannelOf(msg.Subject)
+		}
+		ev := Event{Channel: ch, Seq: msg.Sequence, Data: msg.Data, Time: msg.Time, Header: msg.Header}
 		if err := fn(ev); err != nil {
 			return last, false, err
 		}
@@ -92,4 +96,18 @@ func (l *Log) Msg(ctx context.Context, seq uint64) (Event, error) {
 	}
 	channel, _ := l.ChannelOf(msg.Subject)
 	return Event{Channel: channel, Seq: msg.Sequence, Data: msg.Data, Time: msg.Time, Header: msg.Header}, nil
+}
+
+// Scan calls fn, in order, for every stored event of every channel with a
+// sequence in (after, upTo]. One sequential read serves many replays at
+// once (a reconnect storm) far more cheaply than one read per channel.
+func (l *Log) Scan(ctx context.Context, after, upTo uint64, fn func(Event) error) error {
+	start := jetstreamext.GetBatchSeq(after + 1)
+	for {
+		last, more, err := l.readBatch(ctx, "", l.Wildcard(), start, upTo, fn)
+		if err != nil || !more || (upTo != 0 && last >= upTo) {
+			return err
+		}
+		start = jetstreamext.GetBatchSeq(last + 1)
+	}
 }
