@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strconv"
 )
 
@@ -169,7 +170,7 @@ func scanString(b []byte, i int) (start, end, next int, ok bool) {
 	return 0, 0, 0, false
 }
 
-// scanInt scans a JSON integer (no fraction or exponent).
+// scanInt scans a JSON integer (no fraction or exponent) that fits int64.
 func scanInt(b []byte, i int) (v int64, next int, ok bool) {
 	neg := false
 	if i < len(b) && b[i] == '-' {
@@ -177,19 +178,21 @@ func scanInt(b []byte, i int) (v int64, next int, ok bool) {
 		i++
 	}
 	start := i
+	var u uint64
 	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		if i-start >= 18 {
+		if i-start >= 19 {
 			return 0, 0, false
 		}
-		v = v*10 + int64(b[i]-'0')
+		u = u*10 + uint64(b[i]-'0')
 		i++
 	}
-	if i == start {
+	if i == start || u > math.MaxInt64 {
 		return 0, 0, false
 	}
 	if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
 		return 0, 0, false
 	}
+	v = int64(u)
 	if neg {
 		v = -v
 	}
