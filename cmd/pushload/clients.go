@@ -69,6 +69,7 @@ type client struct {
 	resuming     bool
 	resumeTarget int64 // whole when every n up to this was received
 	resumeStart  int64 // UnixNano
+	resumeDialed int64 // UnixNano when the resuming handshake completed
 	resumedAt    int64 // UnixNano, 0 until whole
 }
 
@@ -271,6 +272,9 @@ func (p *pool) dial(ctx context.Context, c *client, resume bool) error {
 		}
 	}
 	c.ws, c.done, c.dropping, c.closeErr = ws, done, false, nil
+	if c.resuming {
+		c.resumeDialed = time.Now().UnixNano()
+	}
 	c.mu.Unlock()
 	p.open.Add(1)
 	if c.noRead {

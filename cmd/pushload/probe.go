@@ -40,7 +40,8 @@ type sample struct {
 	cpu        float64 // user+system seconds, -1 when unknown
 	metrics    map[string]float64
 	metricsErr string
-	slab       int64 // kernel slab of the whole machine, bytes
+	slab       int64   // kernel slab of the whole machine, bytes
+	selfCPU    float64 // the load tool's own CPU seconds
 }
 
 // take samples everything it can; failures leave fields empty.
@@ -53,6 +54,7 @@ func (p *probe) take(ctx context.Context) sample {
 		}
 	}
 	s.slab, _ = meminfoBytes("Slab:")
+	s.selfCPU, _ = procCPU(os.Getpid())
 	if p.metricsURL != "" {
 		m, err := scrapeMetrics(ctx, p.client, p.metricsURL)
 		if err != nil {

@@ -108,17 +108,21 @@ type PhaseSummary struct {
 
 // ServerSummary is what the probe saw of the server.
 type ServerSummary struct {
-	PID                int                `json:"pid,omitempty"`
-	RSSBefore          int64              `json:"rss_before_bytes,omitempty"`
-	RSSAfter           int64              `json:"rss_after_bytes,omitempty"`
-	RSSMax             int64              `json:"rss_max_bytes,omitempty"`
-	HeapInuseBefore    float64            `json:"heap_inuse_before_bytes,omitempty"`
-	HeapInuseAfter     float64            `json:"heap_inuse_after_bytes,omitempty"`
-	CPUSeconds         float64            `json:"cpu_seconds,omitempty"`
-	CPUPerDeliveryUs   float64            `json:"cpu_us_per_delivery,omitempty"`
-	CPUUtilisation     float64            `json:"cpu_cores_used,omitempty"`
-	MetricsDelta       map[string]float64 `json:"metrics_delta,omitempty"`
-	MetricsUnavailable string             `json:"metrics_unavailable,omitempty"`
+	PID              int     `json:"pid,omitempty"`
+	RSSBefore        int64   `json:"rss_before_bytes,omitempty"`
+	RSSAfter         int64   `json:"rss_after_bytes,omitempty"`
+	RSSMax           int64   `json:"rss_max_bytes,omitempty"`
+	HeapInuseBefore  float64 `json:"heap_inuse_before_bytes,omitempty"`
+	HeapInuseAfter   float64 `json:"heap_inuse_after_bytes,omitempty"`
+	CPUSeconds       float64 `json:"cpu_seconds,omitempty"`
+	CPUPerDeliveryUs float64 `json:"cpu_us_per_delivery,omitempty"`
+	CPUUtilisation   float64 `json:"cpu_cores_used,omitempty"`
+	// ClientCPU* are the load tool's own CPU over the same window: on a
+	// shared machine it competes with the server.
+	ClientCPUSeconds     float64            `json:"client_cpu_seconds,omitempty"`
+	ClientCPUPerDelivery float64            `json:"client_cpu_us_per_delivery,omitempty"`
+	MetricsDelta         map[string]float64 `json:"metrics_delta,omitempty"`
+	MetricsUnavailable   string             `json:"metrics_unavailable,omitempty"`
 }
 
 // ClientSummary is the load tool's own cost.
@@ -191,6 +195,7 @@ func (r *Result) printSummary(w io.Writer) {
 		for _, rd := range rc.Rounds {
 			p("reconnect    round %d: %d clients, %d events behind each: all whole in %.1f ms (dials %.1f ms); per client p50 %.1f  p99 %.1f  max %.1f ms; %d not whole, %d dial failures",
 				rd.Round, rd.Clients, rd.Behind, rd.AllWholeMs, rd.DialMs, rd.PerClient.P50Ms, rd.PerClient.P99Ms, rd.PerClient.MaxMs, rd.NotWhole, rd.DialFailures)
+			p("             replay after each client's handshake: p50 %.2f  p99 %.2f  max %.2f ms", rd.Replay.P50Ms, rd.Replay.P99Ms, rd.Replay.MaxMs)
 		}
 	}
 	if s := r.Slow; s != nil {
@@ -216,6 +221,12 @@ func (r *Result) printSummary(w io.Writer) {
 		}
 		if s.CPUPerDeliveryUs > 0 {
 			line += fmt.Sprintf(", %.1f µs/delivery", s.CPUPerDeliveryUs)
+		}
+		if s.ClientCPUSeconds > 0 {
+			line += fmt.Sprintf("; load tool CPU %.2fs", s.ClientCPUSeconds)
+			if s.ClientCPUPerDelivery > 0 {
+				line += fmt.Sprintf(" (%.1f µs/delivery)", s.ClientCPUPerDelivery)
+			}
 		}
 		p("%s", line)
 		keys := make([]string, 0, len(s.MetricsDelta))

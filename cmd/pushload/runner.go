@@ -383,6 +383,10 @@ func (r *runner) serverSummary(before, after sample, deliveries int64) *ServerSu
 			s.CPUPerDeliveryUs = s.CPUSeconds / float64(deliveries) * 1e6
 		}
 	}
+	s.ClientCPUSeconds = after.selfCPU - before.selfCPU
+	if deliveries > 0 {
+		s.ClientCPUPerDelivery = s.ClientCPUSeconds / float64(deliveries) * 1e6
+	}
 	s.HeapInuseBefore = before.metrics["go_memstats_heap_inuse_bytes"]
 	s.HeapInuseAfter = after.metrics["go_memstats_heap_inuse_bytes"]
 	s.MetricsDelta = metricsDelta(before.metrics, after.metrics)

@@ -12,8 +12,9 @@ type ReconnectResult struct {
 	Clients int              `json:"clients"`
 	Behind  int              `json:"behind"`
 	Rounds  []ReconnectRound `json:"rounds"`
-	// AllWhole summarises the per-client times over all rounds.
+	// PerClient and Replay summarise the per-client times over all rounds.
 	PerClient LatencySummary `json:"per_client_whole"`
+	Replay    LatencySummary `json:"per_client_replay_after_handshake"`
 }
 
 // ReconnectRound is one storm.
@@ -27,9 +28,12 @@ type ReconnectRound struct {
 	// DialMs is how long the handshakes took, all of them; AllWholeMs
 	// the time from the first dial until the last client had every event
 	// it had missed.
-	DialMs       float64        `json:"dial_ms"`
-	AllWholeMs   float64        `json:"all_whole_ms"`
+	DialMs     float64 `json:"dial_ms"`
+	AllWholeMs float64 `json:"all_whole_ms"`
+	// PerClient is each client's time from the storm's start until it
+	// was whole; Replay its time from its own completed handshake.
 	PerClient    LatencySummary `json:"per_client_whole"`
+	Replay       LatencySummary `json:"per_client_replay_after_handshake"`
 	NotWhole     int            `json:"not_whole"`
 	DialFailures int            `json:"dial_failures"`
 }
@@ -84,7 +88,7 @@ func runReconnect(ctx context.Context, r *runner) error {
 			chans = append(chans, ch)
 		}
 	}
-	all := NewHistogram()
+	all, allReplay := NewHistogram(), NewHistogram()
 	rc := &ReconnectResult{Clients: k, Behind: o.behind}
 	for round := 1; round <= o.rounds && ctx.Err() == nil; round++ {
 		r.pool.drop(storm)
@@ -106,7 +110,7 @@ func runReconnect(ctx context.Context, r *runner) error {
 		dial := r.pool.connect(ctx, storm, o.reconnectConc, true)
 		rd := ReconnectRound{Round: round, Clients: k, Behind: o.behind, Published: ph.published.Load(),
 			DialMs: float64(time.Since(start)) / 1e6, DialFailures: dial.Failed}
-		h := NewHistogram()
+		h, hr := NewHistogram(), NewHistogram()
 		notWhole := r.waitWhole(ctx, storm, o.drain)
 		var last int64
 		for _, i := range storm {
@@ -117,12 +121,17 @@ func runReconnect(ctx context.Context, r *runner) error {
 				h.Record(d)
 				all.Record(d)
 				last = max(last, d)
+				if c.resumeDialed > 0 {
+					hr.Record(c.resumedAt - c.resumeDialed)
+					allReplay.Record(c.resumedAt - c.resumeDialed)
+				}
 			}
-			c.resuming = false
+			c.resuming, c.resumeDialed = false, 0
 			c.mu.Unlock()
 		}
 		rd.NotWhole = notWhole
 		rd.PerClient = h.Summary()
+		rd.Replay = hr.Summary()
 		if notWhole == 0 {
 			rd.AllWholeMs = float64(last) / 1e6
 		} else {
@@ -143,6 +152,7 @@ func runReconnect(ctx context.Context, r *runner) error {
 	stop()
 	after := r.probe.take(ctx)
 	rc.PerClient = all.Summary()
+	rc.Replay = allReplay.Summary()
 	r.res.Reconnect = rc
 	r.summarise(phases, pubSecs)
 	// Replayed events carry their publish time: their "latency" is the
