@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 	"time"
@@ -159,6 +160,7 @@ func runClientScenario(ctx context.Context, name string, args []string, e env) e
 	o := &options{}
 	registerCommon(fs, o, e.lookupEnv)
 	verbose := fs.Bool("v", false, "debug logging")
+	cpuProfile := fs.String("cpuprofile", "", "write the load tool's own CPU profile to this file")
 	switch name {
 	case "ramp":
 		fs.Float64Var(&o.rateStart, "rate-start", 1000, "first step's rate, events/s")
@@ -188,6 +190,17 @@ func runClientScenario(ctx context.Context, name string, args []string, e env) e
 	r, err := newRunner(o, name, e.stdout, log)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	runErr := scenarioFuncs[name](ctx, r)
@@ -219,7 +232,7 @@ func runBaselineWSCommand(ctx context.Context, name string, args []string, e env
 	fs.StringVar(&secret, "secret", secret, "JWT secret (default $JWT_SECRET)")
 	cookie := fs.String("cookie-name", "async-token", "cookie carrying the browser JWT")
 	key := fs.String("channel-key", "channel", "JWT claim naming the channel")
-	queue := fs.Int("queue", 4096, "frames queued per socket before it is closed as slow")
+	queue := fs.Int("queue", 256, "frames queued per socket before it is closed as slow (a channel buffer of this many entries per socket)")
 	coalesce := fs.Bool("coalesce", false, "write all queued frames in one writev (instead of one PreparedMessage write each)")
 	duration := fs.Duration("duration", 30*time.Minute, "stop after this long (hard cap)")
 	if err := parseFlags(fs, args); err != nil {

@@ -10,8 +10,8 @@ import (
 // A sender publishes events in its own way (NATS, HTTP, Redis, …). send is
 // given a batch of events, all for channels owned by one worker, in the
 // order they must be published; it publishes them in that order and
-// reports each failure through fail. Events are built by the sender at send
-// time with build, so their timestamps say when they left the tool.
+// reports each failure through fail. Events are built by the sender with
+// build.
 type sender interface {
 	// send publishes evs in order; it returns only when each is published
 	// or reported failed.
@@ -23,10 +23,15 @@ type sender interface {
 	close()
 }
 
-// pubEvent is one event to publish: channel index and sequence.
+// pubEvent is one event to publish: channel index, sequence, and the time
+// it was scheduled (UnixNano). The event carries the scheduled time, not
+// the time a worker got to it, so that latency includes any backlog of the
+// publishing path (no coordinated omission) and every event is attributed
+// to the phase that scheduled it.
 type pubEvent struct {
 	ch int
 	n  int64
+	ts int64
 }
 
 // publisher fans events out to a fixed set of workers by channel, so that
@@ -66,7 +71,7 @@ func (p *publisher) run(ctx context.Context) {
 func (p *publisher) work(ctx context.Context, q chan pubEvent) {
 	batch := make([]pubEvent, 0, p.snd.maxBatch())
 	build := func(b []byte, ev pubEvent) []byte {
-		return appendPayload(b, p.bk.names[ev.ch], ev.n, time.Now().UnixNano(), p.pad)
+		return appendPayload(b, p.bk.names[ev.ch], ev.n, ev.ts, p.pad)
 	}
 	fail := func(ev pubEvent, err error) { p.bk.fail(ev.ch, ev.n, err) }
 	for {
@@ -124,7 +129,7 @@ func (p *publisher) failQueued(q chan pubEvent, err error) {
 func (p *publisher) publish(ctx context.Context, ch int) (int64, error) {
 	n := p.bk.alloc(ch)
 	select {
-	case p.queues[ch%len(p.queues)] <- pubEvent{ch: ch, n: n}:
+	case p.queues[ch%len(p.queues)] <- pubEvent{ch: ch, n: n, ts: time.Now().UnixNano()}:
 		return n, nil
 	case <-ctx.Done():
 		p.bk.fail(ch, n, ctx.Err())
