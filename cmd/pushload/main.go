@@ -290,7 +290,8 @@ func runBaselineJSCommand(ctx context.Context, name string, args []string, e env
 		fmt.Fprintln(e.stderr, "--max-pending, --rate or --pad out of range")
 		return errUsage
 	}
-	log := newLogger(e.stderr, false).With("component", "nats")
+	// nats-server logs its start and stop at Info: keep warnings only.
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithTimeout(ctx, o.duration+o.drain+time.Minute)
 	defer cancel()
 	progress := func(s string) {

@@ -208,7 +208,7 @@ func (r *Result) printSummary(w io.Writer) {
 			bytesStr(int64(id.ServerStackDelta)), id.ClientRSSPerConn, bytesStr(id.SlabDelta))
 	}
 	if b := r.Baseline; b != nil {
-		p("jetstream    %d published (%.0f/s acked), %d consumed: %.0f events/s sustained; latency p50 %.3f p99 %.3f ms",
+		p("jetstream    %d published (%.0f/s), %d consumed: %.0f events/s sustained; latency p50 %.3f p99 %.3f ms",
 			b.Published, b.PublishedPerSecond, b.Consumed, b.ConsumedPerSecond, b.Latency.P50Ms, b.Latency.P99Ms)
 	}
 	if s := r.Server; s != nil {
