@@ -429,10 +429,12 @@ func (p *pool) closeAll() {
 }
 
 // probeClosed reads what the never-reading clients' sockets hold, for up
-// to wait, and counts the sockets the server has closed (EOF, reset or a
-// close frame) versus those still open.
-func (p *pool) probeClosed(ctx context.Context, idxs []int, wait time.Duration) (closed, open int) {
-	var nClosed, nOpen atomic.Int64
+// to wait, and counts the sockets the server has closed (the stream ended:
+// EOF or reset), those still delivering buffered data when wait ran out
+// (a server's close comes after everything it had queued, so these are
+// undetermined), and those open and quiet (not closed).
+func (p *pool) probeClosed(ctx context.Context, idxs []int, wait time.Duration) (closed, draining, open int) {
+	var nClosed, nDraining, nOpen atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256)
 	deadline := time.Now().Add(wait)
@@ -448,7 +450,7 @@ func (p *pool) probeClosed(ctx context.Context, idxs []int, wait time.Duration) 
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			return int(nClosed.Load()), int(nOpen.Load())
+			return int(nClosed.Load()), int(nDraining.Load()), int(nOpen.Load())
 		}
 		wg.Add(1)
 		go func() {
@@ -456,21 +458,28 @@ func (p *pool) probeClosed(ctx context.Context, idxs []int, wait time.Duration) 
 			defer func() { <-sem }()
 			nc := ws.NetConn()
 			_ = nc.SetReadDeadline(deadline)
-			buf := make([]byte, 32<<10)
+			buf := make([]byte, 64<<10)
+			var lastData time.Time
 			for {
-				_, err := nc.Read(buf)
+				n, err := nc.Read(buf)
+				if n > 0 {
+					lastData = time.Now()
+				}
 				if err == nil {
 					continue
 				}
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					nOpen.Add(1)
-				} else {
+				switch {
+				case !errors.Is(err, os.ErrDeadlineExceeded):
 					nClosed.Add(1)
+				case time.Since(lastData) < 250*time.Millisecond:
+					nDraining.Add(1)
+				default:
+					nOpen.Add(1)
 				}
 				return
 			}
 		}()
 	}
 	wg.Wait()
-	return int(nClosed.Load()), int(nOpen.Load())
+	return int(nClosed.Load()), int(nDraining.Load()), int(nOpen.Load())
 }

@@ -199,8 +199,8 @@ func (r *Result) printSummary(w io.Writer) {
 		}
 	}
 	if s := r.Slow; s != nil {
-		p("slow         %d never-reading clients: others' p99 %.3f ms without, %.3f ms with (x%.2f); %d closed by the server, %d still open",
-			s.SlowClients, s.P99WithoutMs, s.P99WithMs, s.P99Ratio, s.SlowClosed, s.SlowOpen)
+		p("slow         %d never-reading clients: others' p99 %.3f ms without, %.3f ms with (x%.2f); %d closed by the server, %d still draining queued data, %d open and quiet",
+			s.SlowClients, s.P99WithoutMs, s.P99WithMs, s.P99Ratio, s.SlowClosed, s.SlowDraining, s.SlowOpen)
 	}
 	if id := r.Idle; id != nil {
 		p("idle         %d connections: server RSS +%s (%.0f B/conn), Go heap +%s (%.0f B/conn), stacks +%s; client %.0f B/conn; kernel slab +%s (both ends)",

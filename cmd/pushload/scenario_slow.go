@@ -14,10 +14,14 @@ type SlowResult struct {
 	P99WithoutMs float64 `json:"p99_without_ms"`
 	P99WithMs    float64 `json:"p99_with_ms"`
 	P99Ratio     float64 `json:"p99_ratio"`
-	// SlowClosed counts slow sockets the server had closed by the end,
-	// SlowOpen those still open.
-	SlowClosed int `json:"slow_closed_by_server"`
-	SlowOpen   int `json:"slow_still_open"`
+	// SlowClosed counts slow sockets the server had closed by the end;
+	// SlowDraining those still delivering data queued before any close
+	// when the probe gave up (undetermined); SlowOpen those open and
+	// quiet. The server's own count, when it exports one, is in the
+	// metric deltas (pushbridge_disconnects_total{reason="slow_client"}).
+	SlowClosed   int `json:"slow_closed_by_server"`
+	SlowDraining int `json:"slow_still_draining"`
+	SlowOpen     int `json:"slow_still_open"`
 	// Server RSS when the slow clients connected, its peak while they
 	// were connected, and at the end.
 	RSSAtSlowConnect int64 `json:"server_rss_at_slow_connect_bytes,omitempty"`
@@ -69,9 +73,9 @@ func runSlow(ctx context.Context, r *runner) error {
 	r.drain(ctx, o.drain)
 	stop()
 	after := r.probe.take(ctx)
-	closed, open := r.pool.probeClosed(ctx, slow, 2*time.Second)
+	closed, draining, open := r.pool.probeClosed(ctx, slow, max(2*time.Second, o.drain))
 	pa, pb := a.hist.Summary().P99Ms, b.hist.Summary().P99Ms
-	s := &SlowResult{SlowClients: o.slowK, P99WithoutMs: pa, P99WithMs: pb, SlowClosed: closed, SlowOpen: open,
+	s := &SlowResult{SlowClients: o.slowK, P99WithoutMs: pa, P99WithMs: pb, SlowClosed: closed, SlowDraining: draining, SlowOpen: open,
 		RSSAtSlowConnect: rssAtSlow, RSSMax: r.rssMax.Load(), RSSAfter: after.rss}
 	if pa > 0 {
 		s.P99Ratio = pb / pa

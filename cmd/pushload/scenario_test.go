@@ -83,3 +83,41 @@ func TestFanoutCleanRunAgainstBaseline(t *testing.T) {
 		t.Fatalf("latency %+v for %d deliveries", res.Latency, d.Received)
 	}
 }
+
+func TestIdleReportsServerMetrics(t *testing.T) {
+	srv := startBaseline(t)
+	o := testOptions(t, wsURL(srv), func(o *options) {
+		o.publish, o.metricsURL = "none", srv.URL+"/metrics"
+		o.duration = 50 * time.Millisecond
+	})
+	res := runScenario(t, "idle", o)
+	if res.Idle == nil || res.Idle.Connections != 6 {
+		t.Fatalf("idle result %+v", res.Idle)
+	}
+	if res.Server == nil || res.Server.HeapInuseAfter <= 0 {
+		t.Fatalf("server heap not read from /metrics: %+v", res.Server)
+	}
+	if got := res.Server.MetricsDelta["baseline_connections"]; got != 6 {
+		t.Fatalf("baseline_connections delta %v, want 6", got)
+	}
+}
+
+func TestSlowClientsDoNotDisturbTheAccounting(t *testing.T) {
+	srv := startBaseline(t)
+	o := testOptions(t, wsURL(srv), func(o *options) {
+		o.slowK, o.slowRcvBuf = 2, 4096
+		o.duration = 300 * time.Millisecond
+		o.drain = time.Second
+	})
+	res := runScenario(t, "slow", o)
+	s, a := res.Slow, res.Accounting
+	if s == nil || s.SlowClients != 2 || s.SlowClosed+s.SlowDraining+s.SlowOpen != 2 {
+		t.Fatalf("slow result %+v", s)
+	}
+	if a.Lost != 0 || a.Duplicated != 0 || res.Delivery.Received != res.Delivery.Expected {
+		t.Fatalf("reading clients: lost %d dup %d, received %d of %d", a.Lost, a.Duplicated, res.Delivery.Received, res.Delivery.Expected)
+	}
+	if len(res.Phases) != 2 || res.Phases[1].Received == 0 {
+		t.Fatalf("phases %+v", res.Phases)
+	}
+}
