@@ -5,7 +5,7 @@
 # same clients. JSON results go to $OUT. Everything listens on and talks to
 # 127.0.0.1 only; every step is bounded in time.
 #
-#   scripts/bench.sh                 # moderate sizes (about 4 minutes)
+#   scripts/bench.sh                 # moderate sizes (about 6 minutes)
 #   CONNS=10000 CHANNELS=5000 RATE=8000 scripts/bench.sh
 #
 # Knobs (environment): OUT, CONNS, CHANNELS, RATE, DURATION, IDLE_CONNS,
