@@ -34,9 +34,12 @@ type conn struct {
 	srv     *Server
 	id      uint64
 	channel string
-	nc      net.Conn
-	// raw allows non-blocking reads and writes on the socket; nil when the
+	remote  string
+	// nc and raw are set once by attach, right after the handshake; the
+	// socket is registered on its channel (joining, so nothing is written)
+	// before that. raw allows non-blocking reads and writes; nil when the
 	// connection is not a plain TCP socket (or netpoll is off).
+	nc  net.Conn
 	raw syscall.RawConn
 
 	// lastPong is when the client last proved alive (UnixNano).
@@ -78,15 +81,36 @@ type conn struct {
 	closeReason string
 }
 
-func newConn(srv *Server, id uint64, channel string, nc net.Conn, raw syscall.RawConn) *conn {
-	c := &conn{srv: srv, id: id, channel: channel, nc: nc, raw: raw, state: stateLive}
+func newConn(srv *Server, id uint64, channel, remote string) *conn {
+	c := &conn{srv: srv, id: id, channel: channel, remote: remote, state: stateJoining}
 	c.parser.limit = srv.cfg.ReadLimit
 	c.lastPong.Store(time.Now().UnixNano())
 	return c
 }
 
+// attach gives the socket its connection once the handshake is done. It
+// reports false if the socket was closed meanwhile (its held events
+// overflowed); the caller then closes nc.
+func (c *conn) attach(nc net.Conn, raw syscall.RawConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return false
+	}
+	c.nc, c.raw = nc, raw
+	return true
+}
+
 func (c *conn) logger() *slog.Logger {
-	return c.srv.log.With("conn_id", c.id, "channel", c.channel, "remote", c.nc.RemoteAddr().String())
+	return c.srv.log.With("conn_id", c.id, "channel", c.channel, "remote", c.remote)
+}
+
+// closeNet closes the connection, if it is attached. c.mu is held or the
+// socket is past attach.
+func (c *conn) closeNet() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+	}
 }
 
 // deliver queues a live event. It is called by the dispatcher with the
@@ -215,7 +239,7 @@ func (c *conn) abortLocked(reason, detail string) {
 	}
 	// Closing the socket is safe under locks; unregistering is not (it
 	// takes the shard lock), so it runs on its own goroutine.
-	_ = c.nc.Close()
+	c.closeNet()
 	go c.terminate(reason)
 }
 
@@ -239,7 +263,9 @@ func (c *conn) terminate(reason string) {
 		if c.srv.epoll != nil {
 			c.srv.epoll.remove(c)
 		}
-		_ = c.nc.Close()
+		c.mu.Lock()
+		c.closeNet()
+		c.mu.Unlock()
 		c.srv.unregister(c, reason)
 	})
 }

@@ -18,3 +18,21 @@ func TestLiveDelivery(t *testing.T) {
 	}
 	other.expectNothing(50 * time.Millisecond)
 }
+
+// TestNoGapAtConnect: an event dispatched while the handshake is in flight
+// reaches the new socket, although it has no last_id: the socket is
+// registered before the 101 response.
+func TestNoGapAtConnect(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	var seq uint64
+	g.srv.beforeHandshake = func() {
+		seq = g.publish("gap", `{"during":"handshake"}`)
+		for g.srv.hub.cursor.Load() < seq {
+			<-g.srv.cursorSig.wait()
+		}
+	}
+	c := g.dial("gap", "")
+	if id := frameID(t, c.next(5*time.Second)); id != g.log.ID(seq).String() {
+		t.Fatalf("got %s, want the event dispatched during the handshake %s", id, g.log.ID(seq))
+	}
+}

@@ -53,7 +53,8 @@ func (s *Server) register(c *conn, rp resumePoint) (joinPlan, bool) {
 	defer c.mu.Unlock()
 	switch rp.kind {
 	case resumeNone, resumeUnusable:
-		c.state = stateLive
+		// Held like any join until the handshake is done.
+		c.state = stateJoining
 		return plan, true
 	case resumeRedis:
 		c.state = stateJoining
@@ -84,6 +85,7 @@ func (s *Server) register(c *conn, rp resumePoint) (joinPlan, bool) {
 // replay runs steps 2 and 3 for a registered socket.
 func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinPlan, started time.Time) {
 	if rp.kind == resumeNone || rp.kind == resumeUnusable {
+		s.finishJoin(c)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayTimeout)

@@ -53,6 +53,10 @@ type Server struct {
 	checksMu sync.Mutex
 	checks   []readyCheck
 
+	// beforeHandshake, when set by a test, runs between registration and
+	// the 101 response.
+	beforeHandshake func()
+
 	runOnce sync.Once
 	// lifetime is cancelled when Run's shutdown is complete; replays and
 	// waits started by handlers end with it.

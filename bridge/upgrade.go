@@ -32,25 +32,46 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	rp := parseLastID(r.URL.Query().Get("last_id"), s.epoch)
 
+	// Register before the handshake completes: from the moment the client
+	// sees 101, every event of its channel reaches its socket (held until
+	// the socket joins). Count first, so that concurrent upgrades cannot
+	// overshoot the cap.
+	c := newConn(s, s.nextID.Add(1), channel, r.RemoteAddr)
+	var plan joinPlan
+	limit := ""
+	if n := s.hub.connections.Add(1); s.cfg.MaxTotalConnections > 0 && n > int64(s.cfg.MaxTotalConnections) {
+		limit = "limit_total"
+	} else if p, ok := s.register(c, rp); !ok {
+		limit = "limit_channel"
+	} else {
+		plan = p
+	}
+	if limit != "" {
+		s.hub.connections.Add(-1)
+	}
+	if s.beforeHandshake != nil {
+		s.beforeHandshake()
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		if limit == "" {
+			s.dropUnattached(c)
+		}
 		return // handshakeError answered and counted it
 	}
 	nc := ws.NetConn()
 	_ = nc.SetDeadline(time.Time{})
-	c := newConn(s, s.nextID.Add(1), channel, nc, s.rawConn(nc))
-	log := c.logger()
-
-	// Count first, so that concurrent upgrades cannot overshoot the cap.
-	if n := s.hub.connections.Add(1); s.cfg.MaxTotalConnections > 0 && n > int64(s.cfg.MaxTotalConnections) {
-		s.hub.connections.Add(-1)
-		s.rejectConn(c, "limit_total", "maximum total connections reached")
+	if !c.attach(nc, s.rawConn(nc)) {
+		_ = nc.Close() // closed while the handshake ran (terminate unregistered it)
 		return
 	}
-	plan, ok := s.register(c, rp)
-	if !ok {
-		s.hub.connections.Add(-1)
-		s.rejectConn(c, "limit_channel", "maximum connections for this channel reached")
+	log := c.logger()
+	switch limit {
+	case "limit_total":
+		s.rejectConn(c, limit, "maximum total connections reached")
+		return
+	case "limit_channel":
+		s.rejectConn(c, limit, "maximum connections for this channel reached")
 		return
 	}
 	s.metrics.connections.Inc()
@@ -143,6 +164,21 @@ func (s *Server) handshakeError(w http.ResponseWriter, r *http.Request, status i
 	s.log.Warn("upgrade refused", "reason", reasonBadHandshake, "detail", reason.Error(), "status", status,
 		"remote", r.RemoteAddr, "path", r.URL.Path)
 	http.Error(w, reasonBadHandshake+": "+reason.Error(), status)
+}
+
+// dropUnattached forgets a registered socket whose handshake failed.
+func (s *Server) dropUnattached(c *conn) {
+	c.mu.Lock()
+	c.state = stateClosed
+	c.joinBuf = nil
+	c.mu.Unlock()
+	sh := s.hub.shardOf(c.channel)
+	sh.mu.Lock()
+	removed := s.hub.removeConnLocked(sh, c)
+	sh.mu.Unlock()
+	if removed {
+		s.hub.connections.Add(-1)
+	}
 }
 
 // unregister forgets a closed socket.
