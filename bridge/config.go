@@ -46,6 +46,13 @@ type Config struct {
 	// that falls further behind is closed (1008, "slow client") and resumes
 	// with last_id. Default 1 MiB.
 	MaxSocketBufferBytes int
+	// SendBufferBytes sets each socket's kernel send buffer (SO_SNDBUF).
+	// The kernel's autotuning grows it to megabytes, which a client that
+	// stops reading fills before its queue counts anything, multiplied by
+	// every such client; a fixed buffer bounds that memory and lets slow
+	// clients be detected in seconds. Default 64 KiB; -1 leaves the kernel's
+	// autotuning on.
+	SendBufferBytes int
 	// WriteTimeout closes a socket whose pending write makes no progress
 	// for this long. Default 10s.
 	WriteTimeout time.Duration
@@ -122,6 +129,9 @@ func (c *Config) setDefaults() {
 	setDuration(&c.ReplaySkew, 5*time.Second)
 	if c.MaxSocketBufferBytes == 0 {
 		c.MaxSocketBufferBytes = 1 << 20
+	}
+	if c.SendBufferBytes == 0 {
+		c.SendBufferBytes = 64 << 10
 	}
 	if c.ReadLimit == 0 {
 		c.ReadLimit = 64 << 10

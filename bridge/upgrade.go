@@ -61,6 +61,9 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	nc := ws.NetConn()
 	_ = nc.SetDeadline(time.Time{})
+	if tcp, ok := nc.(*net.TCPConn); ok && s.cfg.SendBufferBytes > 0 {
+		_ = tcp.SetWriteBuffer(s.cfg.SendBufferBytes)
+	}
 	if !c.attach(nc, s.rawConn(nc)) {
 		_ = nc.Close() // closed while the handshake ran (terminate unregistered it)
 		return

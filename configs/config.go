@@ -203,6 +203,7 @@ type Publish struct {
 
 // Sockets tunes WebSocket handling beyond the Superset keys.
 type Sockets struct {
+	SendBuffer     int      `json:"sendBuffer"`
 	WriteTimeout   Duration `json:"writeTimeout"`
 	ReadLimit      int      `json:"readLimit"`
 	CloseGrace     Duration `json:"closeGrace"`

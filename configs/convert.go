@@ -46,6 +46,7 @@ func (c *Config) Bridge(log *slog.Logger, reg prometheus.Registerer, statsd brid
 		MaxTotalConnections:      c.MaxTotalConnections,
 		MaxConnectionsPerChannel: c.MaxConnectionsPerChannel,
 		MaxSocketBufferBytes:     c.MaxSocketBufferBytes,
+		SendBufferBytes:          c.Sockets.SendBuffer,
 		WriteTimeout:             c.Sockets.WriteTimeout.D(),
 		ReadLimit:                c.Sockets.ReadLimit,
 		CloseGrace:               c.Sockets.CloseGrace.D(),
