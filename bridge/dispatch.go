@@ -17,6 +17,7 @@ const dispatchBatch = 512
 // the sockets of its channel. It restarts the consumer after it fails
 // (NATS gone for good) from the first event not yet handed over.
 func (s *Server) runDispatcher(ctx context.Context) error {
+	defer s.flushers.stop()
 	start, readyAt, err := s.startPosition(ctx)
 	if err != nil {
 		return err
@@ -162,10 +163,8 @@ func (d *dispatcher) loop(ctx context.Context) {
 				break drain
 			}
 		}
-		for i, c := range d.dirty {
-			c.flush()
-			d.dirty[i] = nil
-		}
+		s.flushers.flush(d.dirty)
+		clear(d.dirty)
 		d.dirty = d.dirty[:0]
 		s.hub.ringEvict()
 		s.metrics.dispatchedSeq.Set(float64(s.hub.cursor.Load()))

@@ -37,6 +37,7 @@ type Server struct {
 
 	replaySem chan struct{}
 	coalescer *coalescer
+	flushers  *flushers
 	nextID    atomic.Uint64
 	cursorSig cursorSignal
 
@@ -99,6 +100,7 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 		replaySem: make(chan struct{}, cfg.ReplayConcurrency),
 	}
 	s.coalescer = newCoalescer(s)
+	s.flushers = newFlushers()
 	s.registry.init()
 	s.cursorSig.init()
 	s.lifetime, s.cancel = context.WithCancel(context.Background())
@@ -144,7 +146,7 @@ func (s *Server) run(ctx context.Context) error {
 	inner, cancelInner := context.WithCancel(context.Background())
 	defer cancelInner()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	start := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -159,6 +161,7 @@ func (s *Server) run(ctx context.Context) error {
 	}
 	start("pinger", s.runPinger)
 	start("coalescer", s.coalescer.run)
+	start("flushers", s.flushers.run)
 	start("dispatcher", s.runDispatcher)
 
 	var runErr error
