@@ -3,6 +3,8 @@ package configs
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/pushbridge/pushbridge/bridge"
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
 	"github.com/pushbridge/pushbridge/embedded"
+	"github.com/pushbridge/pushbridge/ingest"
 )
 
 // SlogLevel maps superset-websocket's winston levels to slog levels.
@@ -171,3 +174,50 @@ func (c *Config) NATSOptions(name string) ([]nats.Option, error) {
 // JetStreamDomain is the JetStream domain to address ("" for the local
 // one); leaf node setups need it.
 func (c *Config) JetStreamDomain() string { return c.NATS.Domain }
+
+// IngestEnabled reports whether serve runs the Redis mirror: ingest.enabled
+// when set, otherwise whenever Redis is configured (the drop-in case).
+func (c *Config) IngestEnabled() bool {
+	if c.Ingest.Enabled != nil {
+		return *c.Ingest.Enabled
+	}
+	return c.Redis != nil
+}
+
+// IngestConfig returns the mirror's configuration.
+func (c *Config) IngestConfig(log *slog.Logger, reg prometheus.Registerer) ingest.Config {
+	return ingest.Config{
+		Prefix:            c.RedisStreamPrefix,
+		ReadCount:         c.RedisStreamReadCount,
+		ReadBlock:         time.Duration(c.RedisStreamReadBlockMs) * time.Millisecond,
+		Start:             c.Ingest.Start,
+		DeadLetterSubject: c.Ingest.DeadLetterSubject,
+		Bucket:            c.Ingest.Bucket,
+		LeaseTTL:          c.Ingest.LeaseTTL.D(),
+		Logger:            log,
+		Registerer:        reg,
+	}
+}
+
+// RedisClientConfig returns how to reach Redis (defaults when no redis
+// block is configured).
+func (c *Config) RedisClientConfig() ingest.RedisConfig {
+	r := c.Redis
+	if r == nil {
+		r = defaultRedis()
+	}
+	return ingest.RedisConfig{
+		Addr:              net.JoinHostPort(r.Host, strconv.Itoa(r.Port)),
+		DB:                r.DB,
+		Username:          r.Username,
+		Password:          r.Password,
+		TLS:               r.SSL,
+		SkipHostnameCheck: r.ValidateHostname != nil && !*r.ValidateHostname,
+		CAFile:            r.CAFile,
+		URL:               r.URL,
+		SentinelAddrs:     r.SentinelAddrs,
+		SentinelMaster:    r.SentinelMaster,
+		SentinelUsername:  r.SentinelUsername,
+		SentinelPassword:  r.SentinelPassword,
+	}
+}

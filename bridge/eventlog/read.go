@@ -111,3 +111,15 @@ func (l *Log) Scan(ctx context.Context, after, upTo uint64, fn func(Event) error
 		start = jetstreamext.GetBatchSeq(last + 1)
 	}
 }
+
+// Last returns the channel's newest stored event, or ErrNotFound.
+func (l *Log) Last(ctx context.Context, channel string) (Event, error) {
+	msg, err := l.stream.GetLastMsgForSubject(ctx, l.Subject(channel))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Event{}, ErrNotFound
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("eventlog: last event of %q: %w", channel, err)
+	}
+	return Event{Channel: channel, Seq: msg.Sequence, Data: msg.Data, Time: msg.Time, Header: msg.Header}, nil
+}

@@ -3,19 +3,111 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pushbridge/pushbridge/bridge"
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
 	"github.com/pushbridge/pushbridge/configs"
+	"github.com/pushbridge/pushbridge/ingest"
 )
 
+// runIngest runs only the Redis mirror, for deployments that scale the
+// gateways and the mirror separately (usually with nats.url). Two or more
+// may run: one holds the lease and mirrors, the others stand by.
 func runIngest(ctx context.Context, e env) error {
-	return errors.New("not built yet")
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	configPath := fs.String("config", "", "config file (default: config.json in the working directory, if present)")
+	if err := parseFlags(fs, e.args); err != nil {
+		return err
+	}
+	cfg, log, closeLog, err := loadConfig(*configPath, e)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if cfg.NATS.URL == "" {
+		log.Warn("pushbridge ingest without nats.url runs its own embedded NATS server; gateways must share it (nats.embedded.listen) or use a cluster")
+	}
+	link, err := connectNATS(ctx, &cfg, log, "pushbridge-ingest")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+		defer cancel()
+		link.close(sctx)
+	}()
+	elog, err := openEventLog(ctx, &cfg, link, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mirror, rdb, err := newMirror(&cfg, elog, log, reg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+			ok, detail := mirror.Ready()
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			fmt.Fprintln(w, detail)
+		})
+		mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "OK") })
+		srv := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	log.Info("pushbridge ingest running", "version", version(), "firehose", cfg.RedisStreamPrefix+"full", "stream", elog.Stream())
+	return mirror.Run(ctx)
 }
 
-func newServeIngest(cfg *configs.Config, link *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer, gw *bridge.Server) (func(context.Context) error, error) {
-	return nil, nil
+// newMirror builds the Redis client and the mirror.
+func newMirror(cfg *configs.Config, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer) (*ingest.Mirror, interface{ Close() error }, error) {
+	rdb, err := ingest.NewRedisClient(cfg.RedisClientConfig())
+	if err != nil {
+		return nil, nil, err
+	}
+	mirror, err := ingest.New(cfg.IngestConfig(log, reg), rdb, elog)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	return mirror, rdb, nil
+}
+
+// newServeIngest returns the mirror's run function when serve should
+// mirror Redis (a redis block or REDIS_* variable is present), and reports
+// its state in /ready.
+func newServeIngest(cfg *configs.Config, _ *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer, gw *bridge.Server) (func(context.Context) error, error) {
+	if !cfg.IngestEnabled() {
+		return nil, nil
+	}
+	mirror, rdb, err := newMirror(cfg, elog, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	gw.AddReadyCheck("ingest", mirror.Ready)
+	return func(ctx context.Context) error {
+		defer rdb.Close()
+		return mirror.Run(ctx)
+	}, nil
 }

@@ -20,6 +20,9 @@ import (
 type Options struct {
 	// TCP opens a client listener on a free loopback port.
 	TCP bool
+	// Listen opens the client listener on this address instead (to
+	// restart a server on the same port).
+	Listen string
 	// StoreDir reuses a store directory (to test restarts); empty means a
 	// fresh t.TempDir().
 	StoreDir string
@@ -64,6 +67,9 @@ func Start(tb testing.TB, o Options) *embedded.Server {
 	}
 	if o.TCP {
 		cfg.Listen = "127.0.0.1:-1"
+	}
+	if o.Listen != "" {
+		cfg.Listen = o.Listen
 	}
 	srv, err := embedded.New(cfg)
 	if err != nil {
