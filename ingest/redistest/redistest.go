@@ -6,10 +6,12 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +28,11 @@ type Server struct {
 	port int
 	cmd  *exec.Cmd
 	args []string
+	// tls, when set, makes the server listen with TLS only.
+	tls *tls.Config
+	// sentinelOf, when set, makes the server a Sentinel monitoring it
+	// (master name "mymaster").
+	sentinelOf string
 }
 
 // Binary returns the redis-server path, or skips (fails under CI=true).
@@ -61,6 +68,28 @@ func freePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// StartTLS starts a redis-server that accepts only TLS connections, with
+// the given certificate and key; client is the TLS configuration that
+// trusts it (for the readiness check).
+func StartTLS(tb testing.TB, certFile, keyFile string, client *tls.Config) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, bin: Binary(tb), dir: tb.TempDir(), port: freePort(tb), tls: client,
+		args: []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no"}}
+	s.Restart()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// StartSentinel starts a Redis Sentinel that monitors master under the
+// name "mymaster" (quorum 1).
+func StartSentinel(tb testing.TB, master string) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, bin: Binary(tb), dir: tb.TempDir(), port: freePort(tb), sentinelOf: master}
+	s.Restart()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
@@ -86,8 +115,23 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
-	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"}
+	var args []string
+	switch {
+	case s.sentinelOf != "":
+		host, port, _ := net.SplitHostPort(s.sentinelOf)
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\nsentinel monitor mymaster %s %s 1\n", s.port, host, port)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			s.tb.Fatal(err)
+		}
+		args = []string{conf, "--sentinel", "--loglevel", "warning"}
+	case s.tls != nil:
+		args = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
+			"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"}
+	default:
+		args = []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
+			"--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"}
+	}
 	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	var out strings.Builder
@@ -96,15 +140,15 @@ func (s *Server) Restart() {
 		s.tb.Fatalf("start redis-server: %v", err)
 	}
 	s.cmd = cmd
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), TLSConfig: s.tls})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
-			return
+		if err == nil || strings.Contains(err.Error(), "NOAUTH") {
+			return // up (a server with a password answers NOAUTH)
 		}
 		if time.Now().After(deadline) {
 			s.tb.Fatalf("redis-server on %s not ready: %v\n%s", s.Addr(), err, out.String())
