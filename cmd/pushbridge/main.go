@@ -10,8 +10,9 @@
 //	pushbridge ingest  [--config FILE]   run only the Redis Streams mirror
 //	pushbridge publish ...               publish one event
 //	pushbridge token   ...               mint a development token
-//	pushbridge bench   ...               the load tool
 //	pushbridge version                   print the version
+//
+// The load tool is a separate command, cmd/pushload (docs/loadtool.md).
 package main
 
 import (
@@ -52,7 +53,6 @@ func commands() []command {
 		{"ingest", "run only the Redis Streams mirror", runIngest},
 		{"publish", "publish one event (HTTP API or NATS)", runPublish},
 		{"token", "mint a development browser or publisher token", runToken},
-		{"bench", "run the load tool against a Superset-compatible server", runBench},
 		{"version", "print the version", runVersion},
 	}
 }
