@@ -12,7 +12,9 @@
 # RAMP_START, RAMP_STEP, RAMP_MAX, STEP, P99_BOUND, RECONNECT, BEHIND,
 # SLOW, SLOW_CONNS, SLOW_CHANNELS, SLOW_RATE, SLOW_PAD, SLOW_DURATION,
 # HTTP_RATE, JS_DURATION, SUPERSET_PATH (auto|0: the Redis → ingest path,
-# run when redis-server exists and the gateway mirrors Redis), PORT_BASE.
+# run when redis-server exists and the gateway mirrors Redis), PORT_BASE,
+# TARGETS (1|0: the issue-5 target shapes), LAT_CONNS, LAT_RATE (default 20 %
+# of the ramp's best), REPLAY_CONNS, STORM_CONNS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +31,7 @@ STEP=${STEP:-3s}
 P99_BOUND=${P99_BOUND:-50ms}
 RECONNECT=${RECONNECT:-$CONNS}
 BEHIND=${BEHIND:-50}
-SLOW=${SLOW:-500}
+SLOW=${SLOW:-1000}
 SLOW_CONNS=${SLOW_CONNS:-1000}
 SLOW_CHANNELS=${SLOW_CHANNELS:-50}
 SLOW_RATE=${SLOW_RATE:-2000}
@@ -39,6 +41,11 @@ HTTP_RATE=${HTTP_RATE:-2000}
 JS_DURATION=${JS_DURATION:-10s}
 SUPERSET_PATH=${SUPERSET_PATH:-auto}
 PORT_BASE=${PORT_BASE:-18000}
+TARGETS=${TARGETS:-1}
+LAT_CONNS=${LAT_CONNS:-10000}
+LAT_RATE=${LAT_RATE:-}
+REPLAY_CONNS=${REPLAY_CONNS:-1000}
+STORM_CONNS=${STORM_CONNS:-10000}
 
 PB_PORT=$((PORT_BASE + 80))
 NATS_PORT=$((PORT_BASE + 222))
@@ -108,6 +115,10 @@ load() { # name scenario flags...
 	local name=$1
 	shift
 	log "pushload $* -> $name.json"
+	if [[ $name == fanout-* && $name != fanout-baseline* ]]; then
+		# A CPU profile of the gateway during the measured seconds.
+		(sleep 3 && curl -fsS -o "$OUT/$name.pprof" "http://127.0.0.1:$DEBUG_PORT/debug/pprof/profile?seconds=6" 2>/dev/null) &
+	fi
 	timeout "$STEP_TIMEOUT" "$BIN/pushload" "$@" --out "$OUT/$name.json" 2>>"$OUT/pushload.log" | tee "$OUT/$name.txt" || true
 }
 
@@ -130,6 +141,26 @@ load reconnect reconnect "${PB[@]}" "${NATS[@]}" "${SHAPE[@]}" --reconnect "$REC
 load slow slow "${PB[@]}" "${NATS[@]}" --conns "$SLOW_CONNS" --channels "$SLOW_CHANNELS" --slow "$SLOW" \
 	--rate "$SLOW_RATE" --pad "$SLOW_PAD" --duration "$SLOW_DURATION" --server-pid "$PB_PID"
 stop_pid "$PB_PID"
+
+# 6b. The issue-5 target shapes, on a fresh gateway: latency at 20 % of the
+# sustained maximum (10,000 connections over 5,000 channels), replay of
+# single reconnects 100 events behind (one at a time, p99 over 1,000), and a
+# storm of 10,000 clients 50 events behind resuming at once.
+if [[ $TARGETS != 0 ]]; then
+	start_pushbridge
+	lat_rate=$LAT_RATE
+	if [[ -z $lat_rate ]] && command -v jq >/dev/null && [[ -f $OUT/ramp-pushbridge.json ]]; then
+		lat_rate=$(jq -r '(.ramp.best_rate // 0) * 0.2 | floor' "$OUT/ramp-pushbridge.json")
+	fi
+	((${lat_rate:-0} >= 100)) || lat_rate=1000
+	load latency fanout "${PB[@]}" "${NATS[@]}" --conns "$LAT_CONNS" --channels $((LAT_CONNS / 2)) --rate "$lat_rate" \
+		--duration "$DURATION" --server-pid "$PB_PID"
+	load replay reconnect "${PB[@]}" "${NATS[@]}" --conns "$REPLAY_CONNS" --channels "$REPLAY_CONNS" --reconnect "$REPLAY_CONNS" \
+		--behind 100 --reconnect-concurrency 1 --rate 20000 --server-pid "$PB_PID"
+	load storm reconnect "${PB[@]}" "${NATS[@]}" --conns "$STORM_CONNS" --channels $((STORM_CONNS / 2)) --reconnect "$STORM_CONNS" \
+		--behind 50 --rate 20000 --server-pid "$PB_PID"
+	stop_pid "$PB_PID"
+fi
 
 # 7. The Superset path: Flask-style XADDs -> Redis -> ingest -> JetStream -> WebSocket.
 if [[ $SUPERSET_PATH != 0 ]] && command -v redis-server >/dev/null; then
