@@ -291,3 +291,25 @@ func (p *stallProxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+// waitLogLine is gateway.waitLog failing t (a subtest) rather than the test
+// that started the gateway.
+func waitLogLine(t testing.TB, g *gateway, timeout time.Duration, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(g.logs.String(), "\n") {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(line, p)
+			}
+			if all {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line of %s with %q within %s", g.nats.Name(), parts, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,101 @@
+package bridge
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestRegionMirrorLag: a client comes to the edge with a last_id the
+// edge's mirror does not have yet, because the link to the hub is stalled.
+// The gateway waits a bounded time for the mirror; whether the mirror
+// catches up within the wait or only after it, the client receives
+// exactly the events after its last_id, once each and in order. A last_id
+// beyond the origin's end is delivered from the node's position and
+// counted.
+func TestRegionMirrorLag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	// ReplayTimeout/5 is the wait for the mirror: 600ms.
+	lt := startLeafTopology(t, Config{}, Config{ReplayTimeout: 3 * time.Second})
+	hub, edge := lt.hubGW, lt.edgeGW
+	const ch = "lag"
+	base := hub.publish(ch, `{"base":true}`)
+	waitMirrorAt(t, edge, base, 10*time.Second)
+	watcher := hub.dial(ch, hub.log.ID(base).String())
+
+	// seenAtHub publishes n events at the hub while the link is stalled
+	// and returns the id of the last one, as the hub's client saw it.
+	seenAtHub := func(n int) string {
+		t.Helper()
+		var last string
+		for i := 0; i < n; i++ {
+			s := hub.publish(ch, fmt.Sprintf(`{"i":%d}`, i))
+			last = hub.log.ID(s).String()
+			if got := frameID(t, watcher.next(5*time.Second)); got != last {
+				t.Fatalf("hub client got %s, want %s", got, last)
+			}
+		}
+		return last
+	}
+
+	t.Run("mirror catches up within the wait", func(t *testing.T) {
+		lt.link.stall()
+		last := seenAtHub(3)
+		c := edge.dial(ch, last)
+		c.expectNothing(200 * time.Millisecond) // waiting for the mirror
+		next := hub.log.ID(hub.publish(ch, `{"after":1}`)).String()
+		watcher.collect(1, 5*time.Second)
+		resumed := time.Now()
+		lt.link.resume()
+		equalIDs(t, "after the mirror caught up", c.collect(1, 10*time.Second), []string{next})
+		t.Logf("served %s after the link resumed", time.Since(resumed).Round(time.Microsecond))
+		c.expectNothing(100 * time.Millisecond)
+		if v := metricValue(t, edge, `pushbridge_replays_total{result="ok",source="ahead"}`); v != 1 {
+			t.Fatalf("ahead replays ok: %v, want 1", v)
+		}
+	})
+
+	t.Run("mirror catches up after the wait", func(t *testing.T) {
+		lt.link.stall()
+		last := seenAtHub(3)
+		stalled := time.Now()
+		c := edge.dial(ch, last)
+		// The wait ends with the mirror still behind: the client keeps
+		// its position rather than being sent what it already has.
+		waitLogLine(t, edge, 10*time.Second, "last_id is ahead of this node", "last_id="+last)
+		c.expectNothing(100 * time.Millisecond)
+		next := hub.log.ID(hub.publish(ch, `{"after":2}`)).String()
+		watcher.collect(1, 5*time.Second)
+		lt.link.resume()
+		equalIDs(t, "after the mirror caught up", c.collect(1, 15*time.Second), []string{next})
+		t.Logf("link stalled for %s", time.Since(stalled).Round(time.Millisecond))
+		c.expectNothing(100 * time.Millisecond)
+		if v := metricValue(t, edge, `pushbridge_replays_total{result="lagging",source="ahead"}`); v != 1 {
+			t.Fatalf("ahead replays lagging: %v, want 1", v)
+		}
+		if v := metricValue(t, edge, `pushbridge_last_id_unusable_total{kind="ahead"}`); v != 0 {
+			t.Fatalf("a lagging mirror counted %v unusable ids", v)
+		}
+	})
+
+	t.Run("beyond the origin's end", func(t *testing.T) {
+		head, err := hub.log.Head(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitMirrorAt(t, edge, head, 10*time.Second)
+		c := edge.dial(ch, hub.log.ID(head+1000).String())
+		waitLogLine(t, edge, 10*time.Second, "last_id is beyond the stream's end")
+		c.expectNothing(100 * time.Millisecond)
+		next := hub.log.ID(hub.publish(ch, `{"after":3}`)).String()
+		equalIDs(t, "from the node's position", c.collect(1, 10*time.Second), []string{next})
+		if v := metricValue(t, edge, `pushbridge_last_id_unusable_total{kind="ahead"}`); v != 1 {
+			t.Fatalf("unusable ahead ids: %v, want 1", v)
+		}
+		if v := metricValue(t, edge, `pushbridge_replays_total{result="ahead_timeout",source="ahead"}`); v != 1 {
+			t.Fatalf("ahead replays timed out: %v, want 1", v)
+		}
+	})
+}
