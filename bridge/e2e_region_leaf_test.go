@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +71,8 @@ func TestRegionLeafNodeRoaming(t *testing.T) {
 	// Nothing was appended to the mirror itself: the origin holds every
 	// event and the mirror holds the same sequences.
 	assertSameHistory(t, hub, edge, "roam")
+	med, worst := measureCrossRegion(t, hub, edge, 20)
+	t.Logf("published in the hub, received live on the edge: median %s, max %s", med.Round(time.Microsecond), worst.Round(time.Microsecond))
 }
 
 // switchRegions connects a client on channel to from (resuming after
@@ -110,7 +114,9 @@ func switchRegions(t *testing.T, from, to *gateway, channel string, seen ...stri
 	seen = append(seen, live)
 	c2.expectNothing(100 * time.Millisecond)
 	_ = c2.ws.Close()
-	t.Logf("%s → %s: %d missed events received %s after dialing", from.nats.Name(), to.nats.Name(), len(missed), whole.Round(time.Microsecond))
+	replay := waitLogLine(t, to, 5*time.Second, "replay done", "last_id="+seen[len(seen)-len(missed)-2])
+	t.Logf("%s → %s: %d missed events received %s after dialing; %s", from.nats.Name(), to.nats.Name(), len(missed),
+		whole.Round(time.Microsecond), replay[strings.Index(replay, "source="):])
 	return seen
 }
 
@@ -137,4 +143,22 @@ func assertSameHistory(t *testing.T, a, b *gateway, channel string) {
 	if fmt.Sprint(ha) != fmt.Sprint(hb) || len(ha) == 0 {
 		t.Fatalf("%s holds %v\n%s holds %v", a.log.ReadStream(), ha, b.log.ReadStream(), hb)
 	}
+}
+
+// measureCrossRegion publishes n events in from, one at a time, and
+// returns the median and the largest time until a live client in to
+// receives each: the mirror's lag plus the gateway's dispatch.
+func measureCrossRegion(t *testing.T, from, to *gateway, n int) (median, worst time.Duration) {
+	t.Helper()
+	c := to.dial("probe", "")
+	var took []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		id := from.log.ID(from.publish("probe", fmt.Sprintf(`{"probe":%d}`, i))).String()
+		equalIDs(t, "probe", c.collect(1, 10*time.Second), []string{id})
+		took = append(took, time.Since(start))
+	}
+	_ = c.ws.Close()
+	slices.Sort(took)
+	return took[len(took)/2], took[len(took)-1]
 }
