@@ -313,3 +313,18 @@ func waitLogLine(t testing.TB, g *gateway, timeout time.Duration, parts ...strin
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// stallProxies stalls and resumes several links together.
+type stallProxies []*stallProxy
+
+func (ps stallProxies) stall() {
+	for _, p := range ps {
+		p.stall()
+	}
+}
+
+func (ps stallProxies) resume() {
+	for _, p := range ps {
+		p.resume()
+	}
+}

@@ -2,8 +2,13 @@ package bridge
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
 )
 
 // TestRegionMirrorLag: a client comes to the edge with a last_id the
@@ -18,8 +23,24 @@ func TestRegionMirrorLag(t *testing.T) {
 		t.Skip("multi-server topology")
 	}
 	// ReplayTimeout/5 is the wait for the mirror: 600ms.
-	lt := startLeafTopology(t, Config{}, Config{ReplayTimeout: 3 * time.Second})
-	hub, edge := lt.hubGW, lt.edgeGW
+	mirrorCfg := Config{ReplayTimeout: 3 * time.Second}
+	t.Run("leaf node", func(t *testing.T) {
+		lt := startLeafTopology(t, Config{}, mirrorCfg)
+		mirrorLag(t, lt.hubGW, lt.edgeGW, stallProxies{lt.link})
+	})
+	t.Run("super-cluster", func(t *testing.T) {
+		sc := startSuperCluster(t, 1, 1, true)
+		origin := startGatewayOn(t, sc.a[0], gatewayOptions{logCfg: eventlog.Config{
+			Placement: &jetstream.Placement{Cluster: "A"}}})
+		mirror := startGatewayOn(t, sc.b[0], gatewayOptions{cfg: mirrorCfg, logCfg: eventlog.Config{
+			Mirror: &eventlog.Mirror{Name: "PUSHBRIDGE_B", Placement: &jetstream.Placement{Cluster: "B"}}}})
+		mirrorLag(t, origin, mirror, sc.links)
+	})
+}
+
+// mirrorLag runs the lag checks on a gateway reading the origin and one
+// reading a mirror in another region, the link between them stallable.
+func mirrorLag(t *testing.T, hub, edge *gateway, link stallProxies) {
 	const ch = "lag"
 	base := hub.publish(ch, `{"base":true}`)
 	waitMirrorAt(t, edge, base, 10*time.Second)
@@ -41,14 +62,14 @@ func TestRegionMirrorLag(t *testing.T) {
 	}
 
 	t.Run("mirror catches up within the wait", func(t *testing.T) {
-		lt.link.stall()
+		link.stall()
 		last := seenAtHub(3)
 		c := edge.dial(ch, last)
 		c.expectNothing(200 * time.Millisecond) // waiting for the mirror
 		next := hub.log.ID(hub.publish(ch, `{"after":1}`)).String()
 		watcher.collect(1, 5*time.Second)
 		resumed := time.Now()
-		lt.link.resume()
+		link.resume()
 		equalIDs(t, "after the mirror caught up", c.collect(1, 10*time.Second), []string{next})
 		t.Logf("served %s after the link resumed", time.Since(resumed).Round(time.Microsecond))
 		c.expectNothing(100 * time.Millisecond)
@@ -58,17 +79,22 @@ func TestRegionMirrorLag(t *testing.T) {
 	})
 
 	t.Run("mirror catches up after the wait", func(t *testing.T) {
-		lt.link.stall()
+		link.stall()
 		last := seenAtHub(3)
 		stalled := time.Now()
 		c := edge.dial(ch, last)
+		dialed := time.Now()
 		// The wait ends with the mirror still behind: the client keeps
 		// its position rather than being sent what it already has.
-		waitLogLine(t, edge, 10*time.Second, "last_id is ahead of this node", "last_id="+last)
+		line := waitLogLine(t, edge, 10*time.Second, "last_id is ahead of this node", "last_id="+last)
+		if waited := time.Since(dialed); waited > edge.srv.cfg.ReplayTimeout {
+			t.Fatalf("the wait for the mirror took %s, more than the replay timeout %s", waited, edge.srv.cfg.ReplayTimeout)
+		}
+		t.Logf("wait ended: %s", line[strings.Index(line, "msg="):])
 		c.expectNothing(100 * time.Millisecond)
 		next := hub.log.ID(hub.publish(ch, `{"after":2}`)).String()
 		watcher.collect(1, 5*time.Second)
-		lt.link.resume()
+		link.resume()
 		equalIDs(t, "after the mirror caught up", c.collect(1, 15*time.Second), []string{next})
 		t.Logf("link stalled for %s", time.Since(stalled).Round(time.Millisecond))
 		c.expectNothing(100 * time.Millisecond)

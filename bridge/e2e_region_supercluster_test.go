@@ -15,12 +15,16 @@ import (
 // gateways: region "A" holds the origin stream, region "B" a mirror.
 type superCluster struct {
 	a, b []*embedded.Server
+	// links holds the proxies the gateway connections run through, when
+	// asked for: stalling them partitions the regions.
+	links stallProxies
 }
 
 // startSuperCluster starts sizeA nodes in cluster A and sizeB in cluster
 // B, every one with a gateway to both clusters, and waits until the
-// JetStream meta leader sees all of them.
-func startSuperCluster(t testing.TB, sizeA, sizeB int) *superCluster {
+// JetStream meta leader sees all of them. With proxied, each region
+// reaches the other's gateways through a stallProxy (one per region).
+func startSuperCluster(t testing.TB, sizeA, sizeB int, proxied bool) *superCluster {
 	t.Helper()
 	type node struct{ client, route, gateway int }
 	ports := func(n int) []node {
@@ -38,6 +42,16 @@ func startSuperCluster(t testing.TB, sizeA, sizeB int) *superCluster {
 		}
 	}
 	sc := &superCluster{}
+	// remotesOf is what region's nodes dial: their own cluster directly,
+	// the other through its proxy.
+	remotesOf := map[string]map[string][]string{"A": remotes, "B": remotes}
+	if proxied {
+		toA := startStallProxy(t, loopback(regions["A"][0].gateway))
+		toB := startStallProxy(t, loopback(regions["B"][0].gateway))
+		sc.links = stallProxies{toA, toB}
+		remotesOf["A"] = map[string][]string{"A": remotes["A"], "B": {"nats://" + toB.addr()}}
+		remotesOf["B"] = map[string][]string{"A": {"nats://" + toA.addr()}, "B": remotes["B"]}
+	}
 	start := func(region string) []*embedded.Server {
 		var routes []string
 		for _, n := range regions[region] {
@@ -49,7 +63,7 @@ func startSuperCluster(t testing.TB, sizeA, sizeB int) *superCluster {
 				Name:    fmt.Sprintf("%s%d", region, i+1),
 				Listen:  loopback(n.client),
 				Cluster: embedded.ClusterConfig{Name: region, Listen: loopback(n.route), Routes: routes},
-				Gateway: embedded.GatewayConfig{Name: region, Listen: loopback(n.gateway), Remotes: remotes},
+				Gateway: embedded.GatewayConfig{Name: region, Listen: loopback(n.gateway), Remotes: remotesOf[region]},
 				Tags:    []string{"region:" + region},
 			}))
 		}
@@ -87,7 +101,7 @@ func TestRegionSuperCluster(t *testing.T) {
 		t.Skip("multi-server topology")
 	}
 	began := time.Now()
-	sc := startSuperCluster(t, 3, 1)
+	sc := startSuperCluster(t, 3, 1, false)
 	t.Logf("super-cluster up in %s", time.Since(began).Round(time.Millisecond))
 	gwA := startGatewayOn(t, sc.a[0], gatewayOptions{logCfg: eventlog.Config{
 		Replicas: 3, Placement: &jetstream.Placement{Cluster: "A"}}})
