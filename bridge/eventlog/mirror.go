@@ -59,9 +59,13 @@ func (l *Log) openMirror(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      l.cfg.MaxAge,
-		MaxMsgs:     l.cfg.MaxMsgs,
-		MaxBytes:    l.cfg.MaxBytes,
-		MaxMsgSize:  l.cfg.MaxMsgSize,
+		// The origin's per-channel limit, so that every region keeps the
+		// same history of a channel: nats-server gives a mirror its own
+		// limits and does not mirror the origin's removals.
+		MaxMsgsPerSubject: l.cfg.MaxMsgsPerChannel,
+		MaxMsgs:           l.cfg.MaxMsgs,
+		MaxBytes:          l.cfg.MaxBytes,
+		MaxMsgSize:        l.cfg.MaxMsgSize,
 		// Answer direct gets addressed to the origin from this region.
 		MirrorDirect: true,
 		AllowDirect:  true,
@@ -94,6 +98,7 @@ func (l *Log) openMirror(ctx context.Context) error {
 				m.Name, have.Metadata[EpochMetadataKey], l.cfg.Stream, epoch)
 		}
 		if have.MaxAge != want.MaxAge || have.MaxMsgs != want.MaxMsgs || have.MaxBytes != want.MaxBytes ||
+			have.MaxMsgsPerSubject != want.MaxMsgsPerSubject ||
 			have.MaxConsumers != want.MaxConsumers || !have.MirrorDirect || !have.AllowDirect {
 			want.Mirror = have.Mirror // a mirror's source cannot change
 			if stream, err = l.js.UpdateStream(ctx, want); err != nil {
