@@ -281,6 +281,22 @@ func (p *stallProxy) resume() {
 	}
 }
 
+// cut closes every connection through the proxy, dropping held bytes, as a
+// failed link does; new connections are accepted and flow.
+func (p *stallProxy) cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	if p.stalled {
+		p.stalled = false
+		close(p.resumed)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
 func (p *stallProxy) close() {
 	p.resume()
 	_ = p.ln.Close()

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
+	"github.com/pushbridge/pushbridge/embedded"
 )
 
 // TestRegionMirrorLag: a client comes to the edge with a last_id the
@@ -124,4 +125,76 @@ func mirrorLag(t *testing.T, hub, edge *gateway, link stallProxies) {
 			t.Fatalf("ahead replays timed out: %v, want 1", v)
 		}
 	})
+}
+
+// TestRegionLinkCut: the link between regions fails while events are in
+// flight to the mirror. The mirror's gateway keeps serving its clients;
+// once the link is back the mirror resumes at the right sequence and a
+// live client there receives every event published meanwhile, once, in
+// order.
+func TestRegionLinkCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	t.Run("leaf node", func(t *testing.T) {
+		lt := startLeafTopology(t, Config{}, Config{})
+		before := leafConnID(t, lt.hub)
+		linkCut(t, lt.hubGW, lt.edgeGW, stallProxies{lt.link}, func() error {
+			if id := leafConnID(t, lt.hub); id == 0 || id == before {
+				return fmt.Errorf("hub's leaf connection %d (before the cut %d)", id, before)
+			}
+			return nil
+		})
+	})
+	t.Run("super-cluster", func(t *testing.T) {
+		sc := startSuperCluster(t, 1, 1, true)
+		origin := startGatewayOn(t, sc.a[0], gatewayOptions{logCfg: eventlog.Config{
+			Placement: &jetstream.Placement{Cluster: "A"}}})
+		mirror := startGatewayOn(t, sc.b[0], gatewayOptions{logCfg: eventlog.Config{
+			Mirror: &eventlog.Mirror{Name: "PUSHBRIDGE_B", Placement: &jetstream.Placement{Cluster: "B"}}}})
+		linkCut(t, origin, mirror, sc.links, nil)
+	})
+}
+
+// linkCut stalls the links, publishes in the origin region, cuts the
+// links (dropping what was held) and checks the mirror region's client.
+// reconnected, if not nil, reports whether the link is back.
+func linkCut(t *testing.T, hub, edge *gateway, links stallProxies, reconnected func() error) {
+	const ch = "cut"
+	first := hub.publish(ch, `{"first":true}`)
+	c := edge.dial(ch, hub.log.ID(first-1).String())
+	equalIDs(t, "before the cut", c.collect(1, 10*time.Second), idsOf(hub, []uint64{first}))
+
+	links.stall()
+	var want []uint64
+	for i := 0; i < 5; i++ {
+		want = append(want, hub.publish(ch, fmt.Sprintf(`{"during":%d}`, i)))
+	}
+	cut := time.Now()
+	for _, l := range links {
+		l.cut() // what was sent over the link is lost with it
+	}
+	if reconnected != nil {
+		waitFor(t, 10*time.Second, "link reconnected", reconnected)
+		t.Logf("link back %s after the cut", time.Since(cut).Round(time.Millisecond))
+	}
+	want = append(want, hub.publish(ch, `{"after":true}`))
+	equalIDs(t, "after the link came back", c.collect(len(want), 30*time.Second), idsOf(hub, want))
+	t.Logf("the client in the mirror's region was whole %s after the cut", time.Since(cut).Round(time.Millisecond))
+	c.expectNothing(100 * time.Millisecond)
+	assertSameHistory(t, hub, edge, ch)
+}
+
+// leafConnID returns the id of the hub's one leaf node connection, 0 if
+// there is none.
+func leafConnID(t *testing.T, hub *embedded.Server) uint64 {
+	t.Helper()
+	lz, err := hub.NATS().Leafz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lz.Leafs) != 1 {
+		return 0
+	}
+	return lz.Leafs[0].ID
 }
