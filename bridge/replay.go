@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
@@ -100,23 +101,7 @@ func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinP
 		// node or region is ahead). Events up to its id will arrive live
 		// and be dropped as duplicates; wait for them.
 		if err = s.waitCursor(ctx, rp.seq); err != nil {
-			result = "ahead_timeout"
-			s.metrics.lastIDInvalid.WithLabelValues("ahead").Inc()
-			head, herr := s.events.Head(ctx)
-			if herr == nil && rp.seq <= head {
-				// The id exists: this node (or its mirror) lags. Keep the
-				// client's position; the events after it arrive live.
-				log.Warn("last_id is ahead of this node; it will catch up", "dispatched_seq", s.hub.cursor.Load(), "stream_head", head)
-			} else {
-				// Beyond the stream's end: not an id this stream gave out.
-				// Deliver from the node's position so the client is not
-				// starved until the stream reaches it.
-				log.Warn("last_id is beyond the stream's end; delivering from this node's position instead",
-					"dispatched_seq", s.hub.cursor.Load(), "stream_head", head)
-				c.mu.Lock()
-				c.lastSeq = plan.upTo
-				c.mu.Unlock()
-			}
+			result = s.aheadTimedOut(ctx, c, rp, plan, log)
 			err = nil
 		}
 	case plan.jsNeeded && rp.kind == resumeRedis:
@@ -150,6 +135,39 @@ func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinP
 	s.metrics.replayedEvents.Add(float64(sent))
 	s.metrics.replayDuration.Observe(time.Since(started).Seconds())
 	log.Debug("replay done", "events", sent, "took", time.Since(started))
+}
+
+// aheadTimedOut decides what a socket whose last_id the node has not
+// reached after the bounded wait gets, and returns the replay result. If
+// the id exists at the origin, this node (or its regional mirror) lags:
+// the client keeps its position and the events after it arrive live when
+// the node catches up. If the origin's end cannot be learned (the link to
+// the origin region is down), the id is taken to be real as well, since it
+// carries the stream's epoch: resending events the client has would break
+// exactly-once delivery. Only an id beyond the origin's end is replaced by
+// the node's position, so the client is not starved until the stream
+// reaches it; that is counted as an unusable last_id.
+func (s *Server) aheadTimedOut(ctx context.Context, c *conn, rp resumePoint, plan joinPlan, log *slog.Logger) string {
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayTimeout/5)
+	defer cancel()
+	head, err := s.events.Head(hctx)
+	dispatched := s.hub.cursor.Load()
+	switch {
+	case err != nil:
+		log.Warn("last_id is ahead of this node and the stream's end cannot be checked; keeping the client's position",
+			"dispatched_seq", dispatched, "err", err)
+		return "lagging"
+	case rp.seq <= head:
+		log.Warn("last_id is ahead of this node; it will catch up", "dispatched_seq", dispatched, "stream_head", head)
+		return "lagging"
+	}
+	s.metrics.lastIDInvalid.WithLabelValues("ahead").Inc()
+	log.Warn("last_id is beyond the stream's end; delivering from this node's position instead",
+		"dispatched_seq", dispatched, "stream_head", head)
+	c.mu.Lock()
+	c.lastSeq = plan.upTo
+	c.mu.Unlock()
+	return "ahead_timeout"
 }
 
 // replayFromLog sends the channel's events in (after, upTo] read from

@@ -154,6 +154,18 @@ func (c *Config) validateNATS(bad func(string, string, ...any)) {
 		if e.ServerName == "" {
 			bad("nats.embedded.serverName", "required when clustering: it must be unique and stable across restarts")
 		}
+		if len(e.Cluster.Routes) == 0 {
+			bad("nats.embedded.cluster.routes", "required when clustering: list every member's route, this node's own included (also in a one-node cluster of a super-cluster)")
+		}
+	}
+	if e.Gateway.Listen != "" {
+		switch {
+		case e.Gateway.Name == "":
+			bad("nats.embedded.gateway.name", "required with nats.embedded.gateway.listen")
+		case e.Cluster.Listen == "" || e.Gateway.Name != e.Cluster.Name:
+			bad("nats.embedded.gateway.name", "%q must name this node's cluster (nats.embedded.cluster.name %q, with cluster.listen set): a super-cluster joins clusters",
+				e.Gateway.Name, e.Cluster.Name)
+		}
 	}
 	for key, addr := range map[string]string{
 		"nats.embedded.listen": e.Listen, "nats.embedded.cluster.listen": e.Cluster.Listen,
@@ -183,6 +195,14 @@ func (c *Config) validateStream(bad func(string, string, ...any)) {
 	}
 	if s.MaxMsgSize <= 0 {
 		bad("stream.maxMsgSize", "%d must be positive", s.MaxMsgSize)
+	}
+	if m := s.Mirror; m != nil {
+		if m.Name == s.Name {
+			bad("stream.mirror.name", "%q is the origin stream's name; the mirror needs its own (unique in the super-cluster)", m.Name)
+		}
+		if d := c.NATS.Embedded.Domain; c.NATS.URL == "" && m.OriginDomain != "" && m.OriginDomain == d {
+			bad("stream.mirror.originDomain", "%q is this node's own JetStream domain (nats.embedded.domain); name the hub's", d)
+		}
 	}
 }
 

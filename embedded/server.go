@@ -48,7 +48,7 @@ type Config struct {
 	LeafNode LeafNodeConfig
 
 	// Gateway, when Gateway.Name and Gateway.Listen are set, joins this
-	// cluster to a super-cluster.
+	// cluster to a super-cluster. It needs Cluster, with the same name.
 	Gateway GatewayConfig
 
 	// Domain is the JetStream domain of this server. Leaf nodes that run
@@ -93,7 +93,10 @@ type ClusterConfig struct {
 	// Advertise is the route address other nodes use, if not Listen.
 	Advertise string
 	// Routes are the route URLs of the cluster members, e.g.
-	// "nats-route://10.0.0.1:6222". Including the node itself is harmless.
+	// "nats-route://10.0.0.1:6222". Including the node itself is harmless;
+	// at least one is required, because nats-server runs clustered
+	// JetStream only with configured routes (a one-node cluster in a
+	// super-cluster lists its own).
 	Routes []string
 	// Username and Password protect the route listener.
 	Username string
@@ -229,6 +232,12 @@ func (cfg Config) serverOptions() (*server.Options, error) {
 		for _, r := range cfg.Cluster.Routes {
 			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
 		}
+		if len(opts.Routes) == 0 {
+			// nats-server then starts without JetStream ("JetStream
+			// cluster requires configured routes") and Start would wait
+			// for it until ReadyTimeout.
+			return nil, errors.New("embedded: a cluster needs routes: list every member's route URL (this node's own included, even in a one-node cluster)")
+		}
 	}
 	if cfg.LeafNode.Listen != "" {
 		host, port, err := splitHostPort(cfg.LeafNode.Listen)
@@ -251,6 +260,12 @@ func (cfg Config) serverOptions() (*server.Options, error) {
 		}
 		if cfg.Gateway.Name == "" {
 			return nil, errors.New("embedded: a gateway needs a name")
+		}
+		if cfg.Cluster.Listen == "" || cfg.Cluster.Name != cfg.Gateway.Name {
+			// A super-cluster joins JetStream clusters, and nats-server
+			// names a cluster's gateway after the cluster.
+			return nil, fmt.Errorf("embedded: gateway %q needs a cluster of the same name (Cluster.Name %q, Cluster.Listen %q)",
+				cfg.Gateway.Name, cfg.Cluster.Name, cfg.Cluster.Listen)
 		}
 		opts.Gateway.Name, opts.Gateway.Host, opts.Gateway.Port = cfg.Gateway.Name, host, port
 		for name, urls := range cfg.Gateway.Remotes {

@@ -135,8 +135,11 @@ type Log struct {
 	// mirror; readName is its name.
 	stream   jetstream.Stream
 	readName string
-	cfg      Config
-	epoch    uint64
+	// origin is the origin stream when the node reads a mirror (possibly
+	// in another JetStream domain), nil otherwise.
+	origin jetstream.Stream
+	cfg    Config
+	epoch  uint64
 	// prefix is SubjectPrefix + ".", the part of a subject before the channel.
 	prefix string
 	log    *slog.Logger
@@ -157,7 +160,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	defer cancel()
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := l.ensure(ctx)
+		// Each attempt has its own deadline: a JetStream API request sent
+		// while a cluster has no meta leader gets no answer at all, and
+		// waiting on it for the whole CreateTimeout would never retry.
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		err := l.ensure(actx)
+		acancel()
 		if err == nil {
 			return l, nil
 		}
@@ -173,6 +181,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		backoff = min(backoff*2, 2*time.Second)
 	}
 }
+
+// attemptTimeout bounds one attempt of Open to set the stream up.
+const attemptTimeout = 5 * time.Second
 
 // retryable reports errors a cluster outgrows: no meta leader yet, no
 // quorum, a request timeout.

@@ -59,9 +59,13 @@ func (l *Log) openMirror(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      l.cfg.MaxAge,
-		MaxMsgs:     l.cfg.MaxMsgs,
-		MaxBytes:    l.cfg.MaxBytes,
-		MaxMsgSize:  l.cfg.MaxMsgSize,
+		// The origin's per-channel limit, so that every region keeps the
+		// same history of a channel: nats-server gives a mirror its own
+		// limits and does not mirror the origin's removals.
+		MaxMsgsPerSubject: l.cfg.MaxMsgsPerChannel,
+		MaxMsgs:           l.cfg.MaxMsgs,
+		MaxBytes:          l.cfg.MaxBytes,
+		MaxMsgSize:        l.cfg.MaxMsgSize,
 		// Answer direct gets addressed to the origin from this region.
 		MirrorDirect: true,
 		AllowDirect:  true,
@@ -94,6 +98,7 @@ func (l *Log) openMirror(ctx context.Context) error {
 				m.Name, have.Metadata[EpochMetadataKey], l.cfg.Stream, epoch)
 		}
 		if have.MaxAge != want.MaxAge || have.MaxMsgs != want.MaxMsgs || have.MaxBytes != want.MaxBytes ||
+			have.MaxMsgsPerSubject != want.MaxMsgsPerSubject ||
 			have.MaxConsumers != want.MaxConsumers || !have.MirrorDirect || !have.AllowDirect {
 			want.Mirror = have.Mirror // a mirror's source cannot change
 			if stream, err = l.js.UpdateStream(ctx, want); err != nil {
@@ -101,12 +106,14 @@ func (l *Log) openMirror(ctx context.Context) error {
 			}
 		}
 	}
-	l.stream, l.epoch, l.readName = stream, epoch, m.Name
+	l.stream, l.epoch, l.readName, l.origin = stream, epoch, m.Name, origin
 	return nil
 }
 
 // MirrorLag reports how many events the local mirror is behind its origin
-// (0 for a log that reads the origin).
+// as the mirror last saw it (0 for a log that reads the origin). The
+// figure is refreshed when events reach the mirror, so it stays put while
+// the link to the origin is stalled; Head asks the origin.
 func (l *Log) MirrorLag(ctx context.Context) (uint64, error) {
 	if l.cfg.Mirror == nil {
 		return 0, nil
@@ -121,16 +128,22 @@ func (l *Log) MirrorLag(ctx context.Context) (uint64, error) {
 	return info.Mirror.Lag, nil
 }
 
-// Head returns the last sequence of the origin stream as far as this node
-// can tell: the read stream's last sequence plus, for a mirror, its lag.
+// Head returns the last sequence of the origin stream. A log that reads a
+// mirror asks the origin itself: the mirror's own idea of its lag is only
+// refreshed when events reach it, so while the link between regions is
+// stalled it is stale and would make ids that exist at the origin look
+// beyond its end. Head fails when the origin cannot be reached.
 func (l *Log) Head(ctx context.Context) (uint64, error) {
+	if l.origin != nil {
+		info, err := l.origin.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("eventlog: origin stream %s info: %w", l.cfg.Stream, err)
+		}
+		return info.State.LastSeq, nil
+	}
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("eventlog: stream info: %w", err)
 	}
-	head := info.State.LastSeq
-	if info.Mirror != nil {
-		head += info.Mirror.Lag
-	}
-	return head, nil
+	return info.State.LastSeq, nil
 }

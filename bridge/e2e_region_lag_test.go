@@ -1,0 +1,200 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
+	"github.com/pushbridge/pushbridge/embedded"
+)
+
+// TestRegionMirrorLag: a client comes to the edge with a last_id the
+// edge's mirror does not have yet, because the link to the hub is stalled.
+// The gateway waits a bounded time for the mirror; whether the mirror
+// catches up within the wait or only after it, the client receives
+// exactly the events after its last_id, once each and in order. A last_id
+// beyond the origin's end is delivered from the node's position and
+// counted.
+func TestRegionMirrorLag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	// ReplayTimeout/5 is the wait for the mirror: 600ms.
+	mirrorCfg := Config{ReplayTimeout: 3 * time.Second}
+	t.Run("leaf node", func(t *testing.T) {
+		lt := startLeafTopology(t, Config{}, mirrorCfg)
+		mirrorLag(t, lt.hubGW, lt.edgeGW, stallProxies{lt.link})
+	})
+	t.Run("super-cluster", func(t *testing.T) {
+		sc := startSuperCluster(t, 1, 1, true)
+		origin := startGatewayOn(t, sc.a[0], gatewayOptions{logCfg: eventlog.Config{
+			Placement: &jetstream.Placement{Cluster: "A"}}})
+		mirror := startGatewayOn(t, sc.b[0], gatewayOptions{cfg: mirrorCfg, logCfg: eventlog.Config{
+			Mirror: &eventlog.Mirror{Name: "PUSHBRIDGE_B", Placement: &jetstream.Placement{Cluster: "B"}}}})
+		mirrorLag(t, origin, mirror, sc.links)
+	})
+}
+
+// mirrorLag runs the lag checks on a gateway reading the origin and one
+// reading a mirror in another region, the link between them stallable.
+func mirrorLag(t *testing.T, hub, edge *gateway, link stallProxies) {
+	const ch = "lag"
+	base := hub.publish(ch, `{"base":true}`)
+	waitMirrorAt(t, edge, base, 10*time.Second)
+	watcher := hub.dial(ch, hub.log.ID(base).String())
+
+	// seenAtHub publishes n events at the hub while the link is stalled
+	// and returns the id of the last one, as the hub's client saw it.
+	seenAtHub := func(n int) string {
+		t.Helper()
+		var last string
+		for i := 0; i < n; i++ {
+			s := hub.publish(ch, fmt.Sprintf(`{"i":%d}`, i))
+			last = hub.log.ID(s).String()
+			if got := frameID(t, watcher.next(5*time.Second)); got != last {
+				t.Fatalf("hub client got %s, want %s", got, last)
+			}
+		}
+		return last
+	}
+
+	t.Run("mirror catches up within the wait", func(t *testing.T) {
+		link.stall()
+		last := seenAtHub(3)
+		c := edge.dial(ch, last)
+		c.expectNothing(200 * time.Millisecond) // waiting for the mirror
+		next := hub.log.ID(hub.publish(ch, `{"after":1}`)).String()
+		watcher.collect(1, 5*time.Second)
+		resumed := time.Now()
+		link.resume()
+		equalIDs(t, "after the mirror caught up", c.collect(1, 10*time.Second), []string{next})
+		t.Logf("served %s after the link resumed", time.Since(resumed).Round(time.Microsecond))
+		c.expectNothing(100 * time.Millisecond)
+		if v := metricValue(t, edge, `pushbridge_replays_total{result="ok",source="ahead"}`); v != 1 {
+			t.Fatalf("ahead replays ok: %v, want 1", v)
+		}
+	})
+
+	t.Run("mirror catches up after the wait", func(t *testing.T) {
+		link.stall()
+		last := seenAtHub(3)
+		stalled := time.Now()
+		c := edge.dial(ch, last)
+		dialed := time.Now()
+		// The wait ends with the mirror still behind: the client keeps
+		// its position rather than being sent what it already has.
+		line := waitLogLine(t, edge, 10*time.Second, "last_id is ahead of this node", "last_id="+last)
+		if waited := time.Since(dialed); waited > edge.srv.cfg.ReplayTimeout {
+			t.Fatalf("the wait for the mirror took %s, more than the replay timeout %s", waited, edge.srv.cfg.ReplayTimeout)
+		}
+		t.Logf("wait ended: %s", line[strings.Index(line, "msg="):])
+		c.expectNothing(100 * time.Millisecond)
+		next := hub.log.ID(hub.publish(ch, `{"after":2}`)).String()
+		watcher.collect(1, 5*time.Second)
+		link.resume()
+		equalIDs(t, "after the mirror caught up", c.collect(1, 15*time.Second), []string{next})
+		t.Logf("link stalled for %s", time.Since(stalled).Round(time.Millisecond))
+		c.expectNothing(100 * time.Millisecond)
+		if v := metricValue(t, edge, `pushbridge_replays_total{result="lagging",source="ahead"}`); v != 1 {
+			t.Fatalf("ahead replays lagging: %v, want 1", v)
+		}
+		if v := metricValue(t, edge, `pushbridge_last_id_unusable_total{kind="ahead"}`); v != 0 {
+			t.Fatalf("a lagging mirror counted %v unusable ids", v)
+		}
+	})
+
+	t.Run("beyond the origin's end", func(t *testing.T) {
+		head, err := hub.log.Head(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitMirrorAt(t, edge, head, 10*time.Second)
+		c := edge.dial(ch, hub.log.ID(head+1000).String())
+		waitLogLine(t, edge, 10*time.Second, "last_id is beyond the stream's end")
+		c.expectNothing(100 * time.Millisecond)
+		next := hub.log.ID(hub.publish(ch, `{"after":3}`)).String()
+		equalIDs(t, "from the node's position", c.collect(1, 10*time.Second), []string{next})
+		if v := metricValue(t, edge, `pushbridge_last_id_unusable_total{kind="ahead"}`); v != 1 {
+			t.Fatalf("unusable ahead ids: %v, want 1", v)
+		}
+		if v := metricValue(t, edge, `pushbridge_replays_total{result="ahead_timeout",source="ahead"}`); v != 1 {
+			t.Fatalf("ahead replays timed out: %v, want 1", v)
+		}
+	})
+}
+
+// TestRegionLinkCut: the link between regions fails while events are in
+// flight to the mirror. The mirror's gateway keeps serving its clients;
+// once the link is back the mirror resumes at the right sequence and a
+// live client there receives every event published meanwhile, once, in
+// order.
+func TestRegionLinkCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	t.Run("leaf node", func(t *testing.T) {
+		lt := startLeafTopology(t, Config{}, Config{})
+		before := leafConnID(t, lt.hub)
+		linkCut(t, lt.hubGW, lt.edgeGW, stallProxies{lt.link}, func() error {
+			if id := leafConnID(t, lt.hub); id == 0 || id == before {
+				return fmt.Errorf("hub's leaf connection %d (before the cut %d)", id, before)
+			}
+			return nil
+		})
+	})
+	t.Run("super-cluster", func(t *testing.T) {
+		sc := startSuperCluster(t, 1, 1, true)
+		origin := startGatewayOn(t, sc.a[0], gatewayOptions{logCfg: eventlog.Config{
+			Placement: &jetstream.Placement{Cluster: "A"}}})
+		mirror := startGatewayOn(t, sc.b[0], gatewayOptions{logCfg: eventlog.Config{
+			Mirror: &eventlog.Mirror{Name: "PUSHBRIDGE_B", Placement: &jetstream.Placement{Cluster: "B"}}}})
+		linkCut(t, origin, mirror, sc.links, nil)
+	})
+}
+
+// linkCut stalls the links, publishes in the origin region, cuts the
+// links (dropping what was held) and checks the mirror region's client.
+// reconnected, if not nil, reports whether the link is back.
+func linkCut(t *testing.T, hub, edge *gateway, links stallProxies, reconnected func() error) {
+	const ch = "cut"
+	first := hub.publish(ch, `{"first":true}`)
+	c := edge.dial(ch, hub.log.ID(first-1).String())
+	equalIDs(t, "before the cut", c.collect(1, 10*time.Second), idsOf(hub, []uint64{first}))
+
+	links.stall()
+	var want []uint64
+	for i := 0; i < 5; i++ {
+		want = append(want, hub.publish(ch, fmt.Sprintf(`{"during":%d}`, i)))
+	}
+	cut := time.Now()
+	for _, l := range links {
+		l.cut() // what was sent over the link is lost with it
+	}
+	if reconnected != nil {
+		waitFor(t, 10*time.Second, "link reconnected", reconnected)
+		t.Logf("link back %s after the cut", time.Since(cut).Round(time.Millisecond))
+	}
+	want = append(want, hub.publish(ch, `{"after":true}`))
+	equalIDs(t, "after the link came back", c.collect(len(want), 30*time.Second), idsOf(hub, want))
+	t.Logf("the client in the mirror's region was whole %s after the cut", time.Since(cut).Round(time.Millisecond))
+	c.expectNothing(100 * time.Millisecond)
+	assertSameHistory(t, hub, edge, ch)
+}
+
+// leafConnID returns the id of the hub's one leaf node connection, 0 if
+// there is none.
+func leafConnID(t *testing.T, hub *embedded.Server) uint64 {
+	t.Helper()
+	lz, err := hub.NATS().Leafz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lz.Leafs) != 1 {
+		return 0
+	}
+	return lz.Leafs[0].ID
+}
