@@ -106,6 +106,8 @@ func TestInvalidValuesNameTheirKey(t *testing.T) {
 		{`{"jwtSecret":"` + secret + `","redis":{"sentinelAddrs":["a:1"]}}`, nil, "redis.sentinelMaster"},
 		{`{"jwtSecret":"` + secret + `","nats":{"url":"nats://x","embedded":{"listen":"127.0.0.1:4222"}}}`, nil, "nats.url"},
 		{`{"jwtSecret":"` + secret + `","nats":{"embedded":{"listen":"127.0.0.1:1","cluster":{"listen":"127.0.0.1:2"}}}}`, nil, "nats.embedded.cluster.name"},
+		{`{"jwtSecret":"` + secret + `","nats":{"embedded":{"user":"app"}}}`, nil, "nats.embedded.password"},
+		{`{"jwtSecret":"` + secret + `","nats":{"embedded":{"cluster":{"user":"route"}}}}`, nil, "nats.embedded.cluster.password"},
 		{`{"jwtSecret":"` + secret + `","ingest":{"start":"yesterday"}}`, nil, "ingest.start"},
 		{`{"jwtSecret":"` + secret + `"}`, map[string]string{"PORT": "eighty"}, "PORT"},
 		{`not json`, nil, "not a JSON object"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,8 +95,11 @@ type ClusterConfig struct {
 	Advertise string
 	// Routes are the route URLs of the cluster members, e.g.
 	// "nats-route://10.0.0.1:6222". Including the node itself is harmless.
+	// A route without user info in its URL authenticates with Username
+	// and Password.
 	Routes []string
-	// Username and Password protect the route listener.
+	// Username and Password protect the route listener, and are what this
+	// node presents to the routes it dials.
 	Username string
 	Password string
 }
@@ -227,7 +231,16 @@ func (cfg Config) serverOptions() (*server.Options, error) {
 			Password:  cfg.Cluster.Password,
 		}
 		for _, r := range cfg.Cluster.Routes {
-			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+			for _, u := range server.RoutesFromStr(r) {
+				// nats-server authenticates a configured route only with
+				// the credentials in its URL (gossiped routes get the
+				// cluster's own). Lend the cluster's credentials to
+				// routes that carry none, so route lists hold no secret.
+				if u.User == nil && cfg.Cluster.Username != "" {
+					u.User = url.UserPassword(cfg.Cluster.Username, cfg.Cluster.Password)
+				}
+				opts.Routes = append(opts.Routes, u)
+			}
 		}
 	}
 	if cfg.LeafNode.Listen != "" {
