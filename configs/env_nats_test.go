@@ -16,15 +16,16 @@ func TestEmbeddedSecretsFromEnv(t *testing.T) {
 		"PUSHBRIDGE_NATS_EMBEDDED_PASSWORD": "client-pw",
 		"PUSHBRIDGE_NATS_CLUSTER_PASSWORD":  "route-pw",
 		"PUSHBRIDGE_NATS_EMBEDDED_TOKEN":    "tok",
-		"PUSHBRIDGE_NATS_LEAF_REMOTES":      "nats-leaf://u:p@hub:7422, nats-leaf://u:p@hub2:7422",
+		"PUSHBRIDGE_NATS_LEAF_REMOTE":       "nats-leaf://u:p@hub:7422,nats-leaf://u:p@hub2:7422",
+		"PUSHBRIDGE_NATS_EMBEDDED_DOMAIN":   "edge-7",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := c.Embedded(nil)
 	if e.Username != "app" || e.Password != "client-pw" || e.Token != "tok" ||
-		e.Cluster.Username != "route" || e.Cluster.Password != "route-pw" ||
-		strings.Join(e.LeafNode.Remotes, " ") != "nats-leaf://u:p@hub:7422 nats-leaf://u:p@hub2:7422" {
+		e.Cluster.Username != "route" || e.Cluster.Password != "route-pw" || e.Domain != "edge-7" ||
+		len(e.LeafNode.Remotes) != 1 || e.LeafNode.Remotes[0] != "nats-leaf://u:p@hub:7422,nats-leaf://u:p@hub2:7422" {
 		t.Fatalf("embedded %+v", e)
 	}
 	if got := strings.Join(src.Env, ","); !strings.Contains(got, "PUSHBRIDGE_NATS_CLUSTER_PASSWORD") {
