@@ -157,7 +157,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	defer cancel()
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := l.ensure(ctx)
+		// Each attempt has its own deadline: a JetStream API request sent
+		// before a cluster has a meta leader gets no answer at all, and
+		// must not hold up the attempts that follow the election.
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout(cfg.CreateTimeout))
+		err := l.ensure(actx)
+		acancel()
 		if err == nil {
 			return l, nil
 		}
@@ -172,6 +177,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
+}
+
+// attemptTimeout bounds one attempt of Open: 5s, or a quarter of the
+// whole budget when that is shorter.
+func attemptTimeout(create time.Duration) time.Duration {
+	return min(5*time.Second, create/4)
 }
 
 // retryable reports errors a cluster outgrows: no meta leader yet, no
