@@ -134,25 +134,6 @@ func TestMissingFiles(t *testing.T) {
 	}
 }
 
-// TestExampleFilesLoad keeps the shipped examples valid.
-func TestExampleFilesLoad(t *testing.T) {
-	files, _ := filepath.Glob("*.json")
-	if len(files) < 2 {
-		t.Fatalf("example configs missing: %v", files)
-	}
-	for _, f := range files {
-		if _, src, err := Load(f, env(nil)); err != nil {
-			t.Errorf("%s: %v", f, err)
-		} else {
-			for _, w := range src.Warnings {
-				if strings.Contains(w, "unknown key") {
-					t.Errorf("%s: %s", f, w)
-				}
-			}
-		}
-	}
-}
-
 func TestEnvVarNamesCoverSuperset(t *testing.T) {
 	names := strings.Join(EnvVarNames(), " ")
 	for _, v := range []string{"PORT", "LOG_LEVEL", "LOG_TO_FILE", "LOG_FILENAME", "STATSD_HOST", "STATSD_PORT", "STATSD_GLOBAL_TAGS",
