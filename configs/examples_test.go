@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/pushbridge/pushbridge/embedded"
 )
 
@@ -184,5 +186,34 @@ func TestDeploymentFilesNameRealSettings(t *testing.T) {
 		if _, err := os.Stat(m[1]); err != nil {
 			t.Errorf("docker-compose.yml mounts ./configs/%s: %v", m[1], err)
 		}
+	}
+}
+
+// TestNATSClusterConfParses: the example nats-server configuration for
+// the external cluster is one nats-server accepts, with JetStream on and
+// the pushbridge user in a JetStream-enabled account.
+func TestNATSClusterConfParses(t *testing.T) {
+	t.Setenv("NATS_SERVER_NAME", "nats-1")
+	t.Setenv("PUSHBRIDGE_NATS_PASSWORD", "client-password")
+	t.Setenv("NATS_SYS_PASSWORD", "sys-password")
+	opts, err := server.ProcessConfigFile("nats-cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.JetStream || opts.ServerName != "nats-1" || opts.Cluster.Name == "" || len(opts.Routes) != 3 {
+		t.Fatalf("jetstream %v, name %q, cluster %q, routes %d", opts.JetStream, opts.ServerName, opts.Cluster.Name, len(opts.Routes))
+	}
+	ext, _, err := Load("external-cluster.json", env(deploymentEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, u := range opts.Users {
+		if u.Username == ext.NATS.User && u.Password == "client-password" && u.Account != nil {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no user %q in nats-cluster.conf", ext.NATS.User)
 	}
 }
