@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -156,20 +157,24 @@ func TestEdgeAndHubDomainsMatch(t *testing.T) {
 
 var envNameRE = regexp.MustCompile(`\bPUSHBRIDGE_[A-Z0-9_]+\b`)
 
+// notEnvVars are PUSHBRIDGE_* names in the deployment files that are not
+// variables of the loader: a Caddyfile placeholder, stream and bucket names.
+var notEnvVars = []string{"PUSHBRIDGE_UPSTREAMS", "PUSHBRIDGE_INGEST", "PUSHBRIDGE_EU_WEST", "PUSHBRIDGE_EDGE", "PUSHBRIDGE_MIRROR"}
+
 // TestDeploymentFilesNameRealSettings: every config file that
 // docker-compose.yml mounts exists and loads, and every PUSHBRIDGE_*
 // variable that the compose file and the deployment guide name is one the
 // loader reads.
 func TestDeploymentFilesNameRealSettings(t *testing.T) {
 	known := EnvVarNames()
-	for _, doc := range []string{"../docker-compose.yml", "../Dockerfile"} {
+	for _, doc := range []string{"../docker-compose.yml", "../Dockerfile", "../docs/deployment.md", "Caddyfile"} {
 		body, err := os.ReadFile(doc)
 		if err != nil {
 			t.Errorf("%s: %v", doc, err)
 			continue
 		}
 		for _, name := range envNameRE.FindAllString(string(body), -1) {
-			if !slices.Contains(known, name) && name != "PUSHBRIDGE_UPSTREAMS" {
+			if !slices.Contains(known, name) && !slices.Contains(notEnvVars, name) {
 				t.Errorf("%s names %s, which the loader does not read", doc, name)
 			}
 		}
@@ -215,5 +220,35 @@ func TestNATSClusterConfParses(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no user %q in nats-cluster.conf", ext.NATS.User)
+	}
+}
+
+// TestDeploymentGuideNamesRealKeys: every dotted config key the deployment
+// guide names (`nats.embedded.cluster.listen`, `stream.mirror.name`, …)
+// exists in Config.
+func TestDeploymentGuideNamesRealKeys(t *testing.T) {
+	body, err := os.ReadFile("../docs/deployment.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyRE := regexp.MustCompile("`((?:nats|stream|sockets|replay|ingest|publish|statsd|redis)(?:\\.[a-zA-Z]+)+)")
+	seen := 0
+	for _, m := range keyRE.FindAllStringSubmatch(string(body), -1) {
+		seen++
+		typ := reflect.TypeOf(Config{})
+		for _, part := range strings.Split(m[1], ".") {
+			for typ.Kind() == reflect.Pointer {
+				typ = typ.Elem()
+			}
+			i, ok := fieldsByJSONName(typ)[part]
+			if !ok {
+				t.Errorf("docs/deployment.md names %s: no key %q", m[1], part)
+				break
+			}
+			typ = typ.Field(i).Type
+		}
+	}
+	if seen < 10 {
+		t.Fatalf("only %d keys found; is the pattern still right?", seen)
 	}
 }
