@@ -297,6 +297,21 @@ var envVars = []envVar{
 	{"PUSHBRIDGE_NATS_CLUSTER_LISTEN", envString(func(c *Config) *string { return &c.NATS.Embedded.Cluster.Listen })},
 	{"PUSHBRIDGE_NATS_CLUSTER_ADVERTISE", envString(func(c *Config) *string { return &c.NATS.Embedded.Cluster.Advertise })},
 	{"PUSHBRIDGE_NATS_ROUTES", envList(func(c *Config) *[]string { return &c.NATS.Embedded.Cluster.Routes })},
+	// Secrets of the embedded server's listeners, so that config files
+	// shared by every node (and checked in) hold none.
+	{"PUSHBRIDGE_NATS_EMBEDDED_USER", envString(func(c *Config) *string { return &c.NATS.Embedded.User })},
+	{"PUSHBRIDGE_NATS_EMBEDDED_PASSWORD", envString(func(c *Config) *string { return &c.NATS.Embedded.Password })},
+	{"PUSHBRIDGE_NATS_EMBEDDED_TOKEN", envString(func(c *Config) *string { return &c.NATS.Embedded.Token })},
+	{"PUSHBRIDGE_NATS_CLUSTER_USER", envString(func(c *Config) *string { return &c.NATS.Embedded.Cluster.User })},
+	{"PUSHBRIDGE_NATS_CLUSTER_PASSWORD", envString(func(c *Config) *string { return &c.NATS.Embedded.Cluster.Password })},
+	// Per-node: each edge (leaf node) runs its own JetStream domain.
+	{"PUSHBRIDGE_NATS_EMBEDDED_DOMAIN", envString(func(c *Config) *string { return &c.NATS.Embedded.Domain })},
+	// One leaf remote: the hub's leaf URLs, comma-separated (as one entry
+	// of nats.embedded.leafNode.remotes), credentials in the URLs.
+	{"PUSHBRIDGE_NATS_LEAF_REMOTE", func(c *Config, v string) error {
+		c.NATS.Embedded.LeafNode.Remotes = []string{strings.TrimSpace(v)}
+		return nil
+	}},
 	{"PUSHBRIDGE_STREAM_NAME", envString(func(c *Config) *string { return &c.Stream.Name })},
 	{"PUSHBRIDGE_STREAM_SUBJECT_PREFIX", envString(func(c *Config) *string { return &c.Stream.SubjectPrefix })},
 	{"PUSHBRIDGE_STREAM_REPLICAS", envInt(func(c *Config) *int { return &c.Stream.Replicas })},

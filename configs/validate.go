@@ -167,6 +167,13 @@ func (c *Config) validateNATS(bad func(string, string, ...any)) {
 				e.Gateway.Name, e.Cluster.Name)
 		}
 	}
+	// A user without a password would let anyone in who knows the name.
+	if e.User != "" && e.Password == "" {
+		bad("nats.embedded.password", "required with nats.embedded.user (PUSHBRIDGE_NATS_EMBEDDED_PASSWORD)")
+	}
+	if e.Cluster.User != "" && e.Cluster.Password == "" {
+		bad("nats.embedded.cluster.password", "required with nats.embedded.cluster.user (PUSHBRIDGE_NATS_CLUSTER_PASSWORD)")
+	}
 	for key, addr := range map[string]string{
 		"nats.embedded.listen": e.Listen, "nats.embedded.cluster.listen": e.Cluster.Listen,
 		"nats.embedded.leafNode.listen": e.LeafNode.Listen, "nats.embedded.gateway.listen": e.Gateway.Listen,

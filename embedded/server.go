@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -96,9 +97,11 @@ type ClusterConfig struct {
 	// "nats-route://10.0.0.1:6222". Including the node itself is harmless;
 	// at least one is required, because nats-server runs clustered
 	// JetStream only with configured routes (a one-node cluster in a
-	// super-cluster lists its own).
+	// super-cluster lists its own). A route without user info in its URL
+	// authenticates with Username and Password.
 	Routes []string
-	// Username and Password protect the route listener.
+	// Username and Password protect the route listener, and are what this
+	// node presents to the routes it dials.
 	Username string
 	Password string
 }
@@ -230,7 +233,16 @@ func (cfg Config) serverOptions() (*server.Options, error) {
 			Password:  cfg.Cluster.Password,
 		}
 		for _, r := range cfg.Cluster.Routes {
-			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+			for _, u := range server.RoutesFromStr(r) {
+				// nats-server authenticates a configured route only with
+				// the credentials in its URL (gossiped routes get the
+				// cluster's own). Lend the cluster's credentials to
+				// routes that carry none, so route lists hold no secret.
+				if u.User == nil && cfg.Cluster.Username != "" {
+					u.User = url.UserPassword(cfg.Cluster.Username, cfg.Cluster.Password)
+				}
+				opts.Routes = append(opts.Routes, u)
+			}
 		}
 		if len(opts.Routes) == 0 {
 			// nats-server then starts without JetStream ("JetStream

@@ -2,6 +2,9 @@ package embedded_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -76,4 +79,59 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := srv.InProcessConn(); err == nil {
 		t.Fatal("in-process connection before Start")
 	}
+}
+
+// TestClusterRoutesUseClusterCredentials: routes listed without user info
+// authenticate with the cluster's user and password, so a route list (and
+// PUSHBRIDGE_NATS_ROUTES) holds no secret.
+func TestClusterRoutesUseClusterCredentials(t *testing.T) {
+	ctx := context.Background()
+	ports := freePorts(t, 2)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var servers []*embedded.Server
+	for i, p := range ports {
+		srv, err := embedded.New(embedded.Config{
+			Name:     fmt.Sprintf("auth-%d", i),
+			StoreDir: t.TempDir(),
+			Listen:   "127.0.0.1:-1",
+			Username: "app", Password: "client-secret",
+			Cluster: embedded.ClusterConfig{
+				Name: "auth", Listen: fmt.Sprintf("127.0.0.1:%d", p), Routes: routes,
+				Username: "route", Password: "route-secret",
+			},
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		servers = append(servers, srv)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for servers[0].NATS().NumRoutes() == 0 || servers[1].NATS().NumRoutes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no routes formed: %d and %d", servers[0].NATS().NumRoutes(), servers[1].NATS().NumRoutes())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+		defer ln.Close()
+	}
+	return out
 }

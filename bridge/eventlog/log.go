@@ -163,7 +163,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		// Each attempt has its own deadline: a JetStream API request sent
 		// while a cluster has no meta leader gets no answer at all, and
 		// waiting on it for the whole CreateTimeout would never retry.
-		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout(attempt, cfg.CreateTimeout))
 		err := l.ensure(actx)
 		acancel()
 		if err == nil {
@@ -182,8 +182,13 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	}
 }
 
-// attemptTimeout bounds one attempt of Open to set the stream up.
-const attemptTimeout = 5 * time.Second
+// attemptTimeout bounds one attempt of Open: 2s, doubling up to 16s, so
+// that a request lost while the cluster elects its meta leader is retried
+// quickly and a slow but working cluster still gets time; never more than a
+// quarter of the whole budget, so that a short budget still retries.
+func attemptTimeout(attempt int, budget time.Duration) time.Duration {
+	return min(2*time.Second<<min(attempt-1, 3), max(budget/4, 100*time.Millisecond))
+}
 
 // retryable reports errors a cluster outgrows: no meta leader yet, no
 // quorum, a request timeout.
