@@ -11,7 +11,7 @@ import (
 func TestEmbeddedSecretsFromEnv(t *testing.T) {
 	p := writeFile(t, `{"jwtSecret":"`+secret+`","nats":{"embedded":{
 		"serverName":"a","listen":"127.0.0.1:4222","user":"app",
-		"cluster":{"name":"c","listen":"127.0.0.1:6222","user":"route"}}}}`)
+		"cluster":{"name":"c","listen":"127.0.0.1:6222","user":"route","routes":["nats-route://127.0.0.1:6222"]}}}}`)
 	c, src, err := Load(p, env(map[string]string{
 		"PUSHBRIDGE_NATS_EMBEDDED_PASSWORD": "client-pw",
 		"PUSHBRIDGE_NATS_CLUSTER_PASSWORD":  "route-pw",

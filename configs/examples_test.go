@@ -25,6 +25,7 @@ var deploymentEnv = map[string]string{
 	"PUSHBRIDGE_NATS_EMBEDDED_PASSWORD": "client-password",
 	"PUSHBRIDGE_NATS_CLUSTER_PASSWORD":  "route-password",
 	"PUSHBRIDGE_NATS_PASSWORD":          "client-password",
+	"PUSHBRIDGE_NATS_ROUTES":            "nats-route://pb1:6222,nats-route://pb2:6222,nats-route://pb3:6222",
 }
 
 // selfContained examples load with no environment at all.
