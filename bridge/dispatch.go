@@ -57,7 +57,8 @@ func (s *Server) startPosition(ctx context.Context) (start, readyAt uint64, err 
 		if err == nil {
 			end := st.LastSeq
 			if s.events.Config().Mirror != nil {
-				hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				// The same bound as the origin query for a last_id ahead.
+				hctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayTimeout/5)
 				head, herr := s.events.Head(hctx)
 				cancel()
 				switch {

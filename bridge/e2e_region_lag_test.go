@@ -198,3 +198,49 @@ func leafConnID(t *testing.T, hub *embedded.Server) uint64 {
 	}
 	return lz.Leafs[0].ID
 }
+
+// TestRegionEdgeStartsCutOff: an edge gateway (re)starts while its leaf
+// link to the hub is stalled. It opens its existing mirror under the epoch
+// recorded on it and serves: a client resuming from an id the mirror holds
+// gets what the mirror has; a client holding an id only the hub has keeps
+// its position. When the link is back both receive the rest exactly.
+func TestRegionEdgeStartsCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	cfg := Config{ReplayTimeout: 3 * time.Second}
+	lt := startLeafTopology(t, Config{}, cfg)
+	hub := lt.hubGW
+	const ch = "cutoff"
+	var seqs []uint64
+	for i := 0; i < 3; i++ {
+		seqs = append(seqs, hub.publish(ch, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	waitMirrorAt(t, lt.edgeGW, seqs[2], 10*time.Second)
+	lt.edgeGW.stop()
+
+	lt.link.stall()
+	for i := 3; i < 5; i++ {
+		seqs = append(seqs, hub.publish(ch, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	began := time.Now()
+	edge := startGatewayOn(t, lt.edge, gatewayOptions{cfg: cfg,
+		logCfg: eventlog.Config{Mirror: &eventlog.Mirror{Name: edgeMirror, OriginDomain: "hub"}}})
+	t.Logf("edge gateway ready %s after starting cut off", time.Since(began).Round(time.Millisecond))
+	if edge.log.Epoch() != hub.log.Epoch() {
+		t.Fatalf("edge epoch %d, hub %d", edge.log.Epoch(), hub.log.Epoch())
+	}
+	waitLogLine(t, edge, time.Second, "origin stream unreachable; serving the local mirror")
+
+	behind := edge.dial(ch, hub.log.ID(seqs[0]).String())
+	equalIDs(t, "from the mirror while cut off", behind.collect(2, 10*time.Second), idsOf(hub, seqs[1:3]))
+	ahead := edge.dial(ch, hub.log.ID(seqs[4]).String())
+	waitLogLine(t, edge, 10*time.Second, "last_id is ahead of this node", "last_id="+hub.log.ID(seqs[4]).String())
+
+	lt.link.resume()
+	next := hub.publish(ch, `{"after":true}`)
+	equalIDs(t, "behind, after the link is back", behind.collect(3, 15*time.Second), idsOf(hub, append(seqs[3:5:5], next)))
+	equalIDs(t, "ahead, after the link is back", ahead.collect(1, 15*time.Second), idsOf(hub, []uint64{next}))
+	behind.expectNothing(100 * time.Millisecond)
+	ahead.expectNothing(10 * time.Millisecond)
+}
