@@ -43,23 +43,42 @@ func (s *Server) runDispatcher(ctx context.Context) error {
 // startPosition decides where the live consumer starts: WarmEvents before
 // the stream's end, so the ring holds recent history before the node
 // serves; readyAt is the last sequence at start (0: ready at once).
+//
+// For a node reading a regional mirror the stream's end is the origin's:
+// a mirror that is new or was cut off holds less than the origin and
+// copies the rest in order, and the node must neither serve that backlog
+// to its sockets as live events nor report ready before it has passed
+// the origin's end as of its start. When the origin cannot be reached the
+// node starts from what its mirror holds.
 func (s *Server) startPosition(ctx context.Context) (start, readyAt uint64, err error) {
 	backoff := 100 * time.Millisecond
 	for {
 		st, err := s.events.State(ctx)
 		if err == nil {
-			start = st.FirstSeq
-			if st.LastSeq >= s.cfg.WarmEvents && st.LastSeq-s.cfg.WarmEvents+1 > start {
-				start = st.LastSeq - s.cfg.WarmEvents + 1
+			end := st.LastSeq
+			if s.events.Config().Mirror != nil {
+				// The same bound as the origin query for a last_id ahead.
+				hctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayTimeout/5)
+				head, herr := s.events.Head(hctx)
+				cancel()
+				switch {
+				case herr != nil:
+					s.log.Warn("origin stream unreachable; the live consumer starts from the mirror's end", "err", herr)
+				case head > end:
+					end = head
+				}
 			}
-			start = max(start, 1)
-			if st.Msgs > 0 && st.LastSeq >= start {
-				readyAt = st.LastSeq
+			start = max(st.FirstSeq, 1)
+			if end >= s.cfg.WarmEvents && end-s.cfg.WarmEvents+1 > start {
+				start = end - s.cfg.WarmEvents + 1
 			}
-			if st.Msgs == 0 {
+			if end > st.LastSeq || (st.Msgs > 0 && end >= start) {
+				readyAt = end
+			}
+			if end == st.LastSeq && st.Msgs == 0 {
 				start = st.LastSeq + 1
 			}
-			s.log.Info("live consumer starting", "from_seq", start, "stream_last_seq", st.LastSeq, "epoch", s.epoch)
+			s.log.Info("live consumer starting", "from_seq", start, "stream_last_seq", st.LastSeq, "origin_last_seq", end, "epoch", s.epoch)
 			return start, readyAt, nil
 		}
 		s.notReady.Store("event log unavailable: " + err.Error())
@@ -178,7 +197,9 @@ func (d *dispatcher) loop(ctx context.Context) {
 func (d *dispatcher) handle(ev eventlog.Event) {
 	s := d.srv
 	s.metrics.eventsIn.Inc()
-	if !s.ready.Load() && d.readyAt != 0 && (ev.Seq >= d.readyAt || ev.Pending == 0) {
+	// Pending counts what the read stream holds: a mirror still copying its
+	// origin can have none pending long before readyAt.
+	if !s.ready.Load() && d.readyAt != 0 && (ev.Seq >= d.readyAt || (ev.Pending == 0 && s.events.Config().Mirror == nil)) {
 		defer s.markReady()
 	}
 	if err := eventlog.ValidateChannel(ev.Channel); err != nil {
@@ -243,6 +264,9 @@ func (d *dispatcher) checkReady(ctx context.Context) {
 	st, err := s.events.State(ctx)
 	if err != nil {
 		return
+	}
+	if st.LastSeq < d.readyAt {
+		return // a mirror still copying its origin up to readyAt
 	}
 	if s.hub.cursor.Load() >= st.LastSeq || st.Msgs == 0 {
 		s.markReady()

@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +199,115 @@ func leafConnID(t *testing.T, hub *embedded.Server) uint64 {
 		return 0
 	}
 	return lz.Leafs[0].ID
+}
+
+// TestRegionEdgeStartsCutOff: an edge gateway (re)starts while its leaf
+// link to the hub is stalled. It opens its existing mirror under the epoch
+// recorded on it and serves: a client resuming from an id the mirror holds
+// gets what the mirror has; a client holding an id only the hub has keeps
+// its position. When the link is back both receive the rest exactly.
+func TestRegionEdgeStartsCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	cfg := Config{ReplayTimeout: 3 * time.Second}
+	lt := startLeafTopology(t, Config{}, cfg)
+	hub := lt.hubGW
+	const ch = "cutoff"
+	var seqs []uint64
+	for i := 0; i < 3; i++ {
+		seqs = append(seqs, hub.publish(ch, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	waitMirrorAt(t, lt.edgeGW, seqs[2], 10*time.Second)
+	lt.edgeGW.stop()
+
+	lt.link.stall()
+	for i := 3; i < 5; i++ {
+		seqs = append(seqs, hub.publish(ch, fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	began := time.Now()
+	edge := startGatewayOn(t, lt.edge, gatewayOptions{cfg: cfg,
+		logCfg: eventlog.Config{Mirror: &eventlog.Mirror{Name: edgeMirror, OriginDomain: "hub"}}})
+	t.Logf("edge gateway ready %s after starting cut off", time.Since(began).Round(time.Millisecond))
+	if edge.log.Epoch() != hub.log.Epoch() {
+		t.Fatalf("edge epoch %d, hub %d", edge.log.Epoch(), hub.log.Epoch())
+	}
+	waitLogLine(t, edge, time.Second, "origin stream unreachable; serving the local mirror")
+
+	behind := edge.dial(ch, hub.log.ID(seqs[0]).String())
+	equalIDs(t, "from the mirror while cut off", behind.collect(2, 10*time.Second), idsOf(hub, seqs[1:3]))
+	ahead := edge.dial(ch, hub.log.ID(seqs[4]).String())
+	waitLogLine(t, edge, 10*time.Second, "last_id is ahead of this node", "last_id="+hub.log.ID(seqs[4]).String())
+
+	lt.link.resume()
+	next := hub.publish(ch, `{"after":true}`)
+	equalIDs(t, "behind, after the link is back", behind.collect(3, 15*time.Second), idsOf(hub, append(seqs[3:5:5], next)))
+	equalIDs(t, "ahead, after the link is back", ahead.collect(1, 15*time.Second), idsOf(hub, []uint64{next}))
+	behind.expectNothing(100 * time.Millisecond)
+	ahead.expectNothing(10 * time.Millisecond)
+}
+
+// TestRegionPublishDuringStall: a publish through the edge's HTTP API
+// while the link to the origin is stalled fails with 503 within the
+// publish timeout (it is never stored in the mirror region alone); the
+// publisher's retry with the same idempotency key after the link is back
+// stores the event exactly once at the origin, whichever attempt reached
+// it, and every region delivers it once.
+func TestRegionPublishDuringStall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	lt := startLeafTopology(t, Config{}, Config{})
+	hub, edge := lt.hubGW, lt.edgeGW
+	const ch = "stalled-pub"
+	atHub := hub.dial(ch, "")
+	atEdge := edge.dial(ch, "")
+
+	lt.link.stall()
+	began := time.Now()
+	code, _ := postWithKey(t, edge, ch, `{"job":"j1"}`, "k1")
+	failedAfter := time.Since(began)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("publish through a cut-off edge: status %d, want 503", code)
+	}
+	lt.link.resume()
+	code, id := postWithKey(t, edge, ch, `{"job":"j1"}`, "k1")
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("retry after the link is back: status %d", code)
+	}
+	t.Logf("failed with 503 after %s; the retry answered %d", failedAfter.Round(time.Millisecond), code)
+	equalIDs(t, "hub client", atHub.collect(1, 10*time.Second), []string{id})
+	equalIDs(t, "edge client", atEdge.collect(1, 10*time.Second), []string{id})
+	atHub.expectNothing(200 * time.Millisecond)
+	atEdge.expectNothing(10 * time.Millisecond)
+	var n int
+	if err := hub.log.Read(t.Context(), ch, 0, 0, func(eventlog.Event) error { n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("origin holds %d events of %s (%v), want 1", n, ch, err)
+	}
+	if v := metricValue(t, edge, `pushbridge_http_publishes_total{result="unavailable"}`); v != 1 {
+		t.Fatalf("unavailable publishes counted %v, want 1", v)
+	}
+}
+
+// postWithKey publishes through g's HTTP API with an idempotency key and
+// returns the status and the event id (empty on failure).
+func postWithKey(t *testing.T, g *gateway, channel, body, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, g.http.URL+"/api/v1/channels/"+channel+"/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+publisherTokenTB(t, []string{"*"}))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.ID
 }

@@ -25,6 +25,13 @@ const edgeMirror = "PUSHBRIDGE_EDGE"
 
 func startLeafTopology(t testing.TB, hubCfg, edgeCfg Config) *leafTopology {
 	t.Helper()
+	return startLeafTopologyWith(t, hubCfg, edgeCfg, nil)
+}
+
+// startLeafTopologyWith is startLeafTopology running beforeEdge between
+// the start of the hub's gateway and the edge's.
+func startLeafTopologyWith(t testing.TB, hubCfg, edgeCfg Config, beforeEdge func(hub *gateway)) *leafTopology {
+	t.Helper()
 	hubLeaf := freePort(t)
 	lt := &leafTopology{}
 	lt.hub = startNATS(t, embedded.Config{Name: "hub", Listen: "127.0.0.1:-1", Domain: "hub",
@@ -42,6 +49,9 @@ func startLeafTopology(t testing.TB, hubCfg, edgeCfg Config) *leafTopology {
 		return nil
 	})
 	lt.hubGW = startGatewayOn(t, lt.hub, gatewayOptions{cfg: hubCfg})
+	if beforeEdge != nil {
+		beforeEdge(lt.hubGW)
+	}
 	lt.edgeGW = startGatewayOn(t, lt.edge, gatewayOptions{cfg: edgeCfg,
 		logCfg: eventlog.Config{Mirror: &eventlog.Mirror{Name: edgeMirror, OriginDomain: "hub"}}})
 	return lt
@@ -161,4 +171,29 @@ func measureCrossRegion(t *testing.T, from, to *gateway, n int) (median, worst t
 	_ = c.ws.Close()
 	slices.Sort(took)
 	return took[len(took)/2], took[len(took)-1]
+}
+
+// TestRegionNewMirrorServesNoHistoryAsLive: a region added to an origin
+// that already has history starts with an empty mirror that then copies
+// the history. A client that connects there without last_id must get only
+// events published after it connected, as in the origin's region, not the
+// copied history as if it were live.
+func TestRegionNewMirrorServesNoHistoryAsLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-server topology")
+	}
+	var history []uint64
+	lt := startLeafTopologyWith(t, Config{}, Config{}, func(hub *gateway) {
+		for i := 0; i < 50; i++ {
+			history = append(history, hub.publish("old", fmt.Sprintf(`{"old":%d}`, i)))
+		}
+	})
+	c := lt.edgeGW.dial("old", "")
+	live := lt.hubGW.publish("old", `{"new":true}`)
+	got := c.collect(1, 10*time.Second)
+	equalIDs(t, "first frame on the new region", got, idsOf(lt.hubGW, []uint64{live}))
+	c.expectNothing(100 * time.Millisecond)
+	// With last_id the history is there.
+	r := lt.edgeGW.dial("old", lt.hubGW.log.ID(history[47]).String())
+	equalIDs(t, "replay on the new region", r.collect(3, 10*time.Second), idsOf(lt.hubGW, []uint64{history[48], history[49], live}))
 }

@@ -135,11 +135,11 @@ type Log struct {
 	// mirror; readName is its name.
 	stream   jetstream.Stream
 	readName string
-	// origin is the origin stream when the node reads a mirror (possibly
-	// in another JetStream domain), nil otherwise.
-	origin jetstream.Stream
-	cfg    Config
-	epoch  uint64
+	// originJS reaches the origin stream when the node reads a mirror
+	// (possibly in another JetStream domain); nil otherwise.
+	originJS jetstream.JetStream
+	cfg      Config
+	epoch    uint64
 	// prefix is SubjectPrefix + ".", the part of a subject before the channel.
 	prefix string
 	log    *slog.Logger

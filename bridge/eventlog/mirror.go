@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -38,8 +39,26 @@ func (l *Log) openMirror(ctx context.Context) error {
 			return fmt.Errorf("origin domain %q: %w", m.OriginDomain, err)
 		}
 	}
-	origin, err := originJS.Stream(ctx, l.cfg.Stream)
+	// A mirror that exists already carries the origin's epoch, so the node
+	// can start from it while the origin's region is unreachable (a leaf
+	// node cut off from its hub, a partitioned super-cluster): the origin
+	// is then asked only briefly.
+	stream, err := l.js.Stream(ctx, m.Name)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("look up mirror %s: %w", m.Name, err)
+	}
+	exists := err == nil
+	octx := ctx
+	if exists {
+		var cancel context.CancelFunc
+		octx, cancel = context.WithTimeout(ctx, originLookupTimeout)
+		defer cancel()
+	}
+	origin, err := originJS.Stream(octx, l.cfg.Stream)
 	if err != nil {
+		if exists && !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
+			return l.adoptMirror(stream, m.Name, originJS, err)
+		}
 		return fmt.Errorf("look up origin stream %s: %w", l.cfg.Stream, err)
 	}
 	epoch, err := parseEpoch(origin.CachedInfo().Config.Metadata)
@@ -73,9 +92,8 @@ func (l *Log) openMirror(ctx context.Context) error {
 		Placement:    m.Placement,
 		Metadata:     map[string]string{EpochMetadataKey: strconv.FormatUint(epoch, 10)},
 	}
-	stream, err := l.js.Stream(ctx, m.Name)
 	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
+	case !exists:
 		stream, err = l.js.CreateStream(ctx, want)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			stream, err = l.js.Stream(ctx, m.Name)
@@ -84,8 +102,6 @@ func (l *Log) openMirror(ctx context.Context) error {
 			return fmt.Errorf("create mirror %s: %w", m.Name, err)
 		}
 		l.log.Info("event log mirror created", "mirror", m.Name, "origin", l.cfg.Stream, "epoch", epoch)
-	case err != nil:
-		return fmt.Errorf("look up mirror %s: %w", m.Name, err)
 	default:
 		have := stream.CachedInfo().Config
 		if have.Mirror == nil || have.Mirror.Name != l.cfg.Stream {
@@ -106,7 +122,29 @@ func (l *Log) openMirror(ctx context.Context) error {
 			}
 		}
 	}
-	l.stream, l.epoch, l.readName, l.origin = stream, epoch, m.Name, origin
+	l.stream, l.epoch, l.readName, l.originJS = stream, epoch, m.Name, originJS
+	return nil
+}
+
+// originLookupTimeout bounds the look-up of the origin when a local mirror
+// exists to fall back on.
+const originLookupTimeout = 2 * time.Second
+
+// adoptMirror opens an existing mirror with the epoch recorded on it when
+// the origin cannot be reached. The mirror's limits are left as they are
+// until a start that reaches the origin.
+func (l *Log) adoptMirror(stream jetstream.Stream, name string, originJS jetstream.JetStream, originErr error) error {
+	have := stream.CachedInfo().Config
+	if have.Mirror == nil || have.Mirror.Name != l.cfg.Stream {
+		return fmt.Errorf("stream %s exists and is not a mirror of %s", name, l.cfg.Stream)
+	}
+	epoch, err := parseEpoch(have.Metadata)
+	if err != nil {
+		return fmt.Errorf("origin stream %s unreachable (%w) and mirror %s has no epoch: %w", l.cfg.Stream, originErr, name, err)
+	}
+	l.log.Warn("origin stream unreachable; serving the local mirror under the epoch recorded on it",
+		"mirror", name, "origin", l.cfg.Stream, "epoch", epoch, "err", originErr)
+	l.stream, l.epoch, l.readName, l.originJS = stream, epoch, name, originJS
 	return nil
 }
 
@@ -134,12 +172,12 @@ func (l *Log) MirrorLag(ctx context.Context) (uint64, error) {
 // stalled it is stale and would make ids that exist at the origin look
 // beyond its end. Head fails when the origin cannot be reached.
 func (l *Log) Head(ctx context.Context) (uint64, error) {
-	if l.origin != nil {
-		info, err := l.origin.Info(ctx)
+	if l.originJS != nil {
+		origin, err := l.originJS.Stream(ctx, l.cfg.Stream)
 		if err != nil {
 			return 0, fmt.Errorf("eventlog: origin stream %s info: %w", l.cfg.Stream, err)
 		}
-		return info.State.LastSeq, nil
+		return origin.CachedInfo().State.LastSeq, nil
 	}
 	info, err := l.stream.Info(ctx)
 	if err != nil {
