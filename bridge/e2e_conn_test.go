@@ -77,7 +77,9 @@ func (g *gateway) dialSilent(channel string, rcvBuf int) *websocket.Conn {
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
-	g := startGateway(t, gatewayOptions{cfg: Config{PingInterval: 20 * time.Millisecond, PongTimeout: 150 * time.Millisecond}})
+	// The pong timeout leaves the answering client's reader room to be
+	// scheduled late on a loaded machine (race detector, parallel tests).
+	g := startGateway(t, gatewayOptions{cfg: Config{PingInterval: 25 * time.Millisecond, PongTimeout: 600 * time.Millisecond}})
 	silent := g.dialSilent("hb", 0)
 	alive := g.dial("hb", "") // its reader answers pings
 	g.waitLog(5*time.Second, "terminating socket that stopped answering pings")
@@ -96,7 +98,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Fatalf("no_pong disconnects %v, want 1", v)
 	}
 	// Several timeouts later the answering socket still receives.
-	deadline := time.After(500 * time.Millisecond)
+	deadline := time.After(1500 * time.Millisecond)
 	<-deadline
 	seq := g.publish("hb", `{"x":1}`)
 	if id := frameID(t, alive.next(5*time.Second)); id != g.log.ID(seq).String() {
