@@ -26,17 +26,9 @@ import (
 // super-clusters and leaf node topologies on loopback, gateways started on
 // them, and a TCP proxy that can stall a link between regions.
 
-// freePort returns a loopback port that was free a moment ago (for
-// listeners that other servers must know before they start).
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback port for a listener that other servers must
+// know before it starts.
+func freePort(t testing.TB) int { return embeddedtest.FreePort(t) }
 
 func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -126,12 +125,7 @@ func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var out []int
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-		defer ln.Close()
+		out = append(out, embeddedtest.FreePort(t))
 	}
 	return out
 }

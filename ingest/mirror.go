@@ -239,7 +239,8 @@ func (m *Mirror) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 // background and stops the pipeline the moment a renewal fails.
 func (m *Mirror) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) error {
 	m.metrics.leader.Set(1)
-	m.setState("leader", nil)
+	// "leader" once the pipeline knows where it starts (pipeline.run).
+	m.setState("starting: lease acquired", nil)
 	lctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	var revMu sync.Mutex

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -13,15 +12,7 @@ import (
 	"github.com/pushbridge/pushbridge/ingest/redistest"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return embeddedtest.FreeAddr(t) }
 
 // TestNATSUnavailableForAWhile: the NATS server goes away mid-stream and
 // comes back on the same address and store; the mirror resumes, exactly

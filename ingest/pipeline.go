@@ -56,6 +56,9 @@ func (p *pipeline) run(ctx context.Context) error {
 	if err := p.start(ctx); err != nil {
 		return err
 	}
+	// Leader only now: every entry added from here on is mirrored (with
+	// start "new", entries added before this point are not).
+	p.m.setState("leader", nil)
 	for ctx.Err() == nil {
 		err := p.readOnce(ctx)
 		if errors.Is(err, errRewind) {

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pushbridge/pushbridge/configs"
+	"github.com/pushbridge/pushbridge/embedded/embeddedtest"
 )
 
 // regionNode is one serve process's worth of gateway, run in-process from
@@ -105,16 +106,8 @@ func (sn *startingNode) await(t *testing.T) *regionNode {
 	return nil
 }
 
-// freeLoopback returns a loopback address whose port was free a moment ago.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeLoopback returns a free loopback address outside the ephemeral range.
+func freeLoopback(t *testing.T) string { return embeddedtest.FreeAddr(t) }
 
 // publishHTTP posts an event through node's publish API and returns its id.
 func (n *regionNode) publishHTTP(t *testing.T, channel, body string) string {

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os/exec"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pushbridge/pushbridge/ingest/redistest"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -83,36 +81,9 @@ func TestNATSSenderPublishesOnTheSubjectContract(t *testing.T) {
 	}
 }
 
-// startRedis starts a real redis-server on a free loopback port, or skips.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return addr
-}
+// startRedis starts a real redis-server on a free loopback port (skipping
+// loudly without one, failing under CI=true) and returns its address.
+func startRedis(t *testing.T) string { return redistest.Start(t).Addr() }
 
 func TestRedisSenderXAddsLikeFlask(t *testing.T) {
 	addr := startRedis(t)

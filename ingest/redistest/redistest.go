@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pushbridge/pushbridge/embedded/embeddedtest"
 )
 
 // Server is a redis-server child process.
@@ -58,15 +60,7 @@ func Start(tb testing.TB, extra ...string) *Server {
 	return s
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(tb testing.TB) int { return embeddedtest.FreePort(tb) }
 
 // StartTLS starts a redis-server that accepts only TLS connections, with
 // the given certificate and key; client is the TLS configuration that
