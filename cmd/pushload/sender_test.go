@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushbridge/pushbridge/ingest/redistest"
-
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pushbridge/pushbridge/embedded/embeddedtest"
+	"github.com/pushbridge/pushbridge/ingest/redistest"
 )
 
 // publishAll runs a publisher over snd for events events spread over the
