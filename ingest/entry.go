@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
 )
@@ -52,17 +54,23 @@ func parseEntry(values map[string]any, maxBytes int) (channel string, data []byt
 		}
 		return "", nil, skipNotJSON
 	}
-	// One pass validates the whole text and finds channel_id.
-	var fields struct {
-		ChannelID json.RawMessage `json:"channel_id"`
-	}
-	if err := json.Unmarshal(data, &fields); err != nil {
+	if !json.Valid(data) {
 		return "", nil, skipNotJSON
 	}
-	if len(fields.ChannelID) == 0 || string(fields.ChannelID) == "null" {
+	member := topLevelMember(data, "channel_id")
+	if len(member) == 0 || string(member) == "null" {
 		return "", nil, skipNoChannel
 	}
-	if err := json.Unmarshal(fields.ChannelID, &channel); err != nil {
+	if member[0] != '"' {
+		return "", nil, skipChannelType
+	}
+	if !utf8.Valid(member) {
+		// Decoding would turn the bytes into U+FFFD: no channel's name.
+		return "", nil, skipInvalidChannel
+	}
+	if bytes.IndexByte(member, '\\') < 0 {
+		channel = string(member[1 : len(member)-1])
+	} else if err := json.Unmarshal(member, &channel); err != nil {
 		return "", nil, skipChannelType
 	}
 	if err := eventlog.ValidateChannel(channel); err != nil {
@@ -73,14 +81,101 @@ func parseEntry(values map[string]any, maxBytes int) (channel string, data []byt
 
 // startsObject reports whether the first non-space byte opens an object.
 func startsObject(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{':
-			return true
+	i := skipSpace(b, 0)
+	return i < len(b) && b[i] == '{'
+}
+
+// topLevelMember returns the raw value of the last top-level member of the
+// JSON object data named key (the one JSON.parse and encoding/json keep),
+// or nil. data must be valid JSON (json.Valid) starting with an object: the
+// scan only finds where keys and values end, without decoding them, so an
+// entry costs one validation pass and one scan instead of a decode.
+func topLevelMember(data []byte, key string) []byte {
+	i := skipSpace(data, 0) + 1 // past '{'
+	var found []byte
+	for {
+		i = skipSpace(data, i)
+		if i >= len(data) || data[i] != '"' {
+			return found // '}': the end of the object
 		}
-		return false
+		keyEnd := skipString(data, i)
+		match := keyEquals(data[i:keyEnd], key)
+		i = skipSpace(data, keyEnd) + 1 // past ':'
+		i = skipSpace(data, i)
+		valEnd := skipValue(data, i)
+		if match {
+			found = data[i:valEnd]
+		}
+		i = skipSpace(data, valEnd)
+		if i >= len(data) || data[i] != ',' {
+			return found
+		}
+		i++
+	}
+}
+
+// keyEquals reports whether the JSON string literal lit (quotes included)
+// denotes key.
+func keyEquals(lit []byte, key string) bool {
+	if bytes.IndexByte(lit, '\\') < 0 {
+		return string(lit[1:len(lit)-1]) == key
+	}
+	var s string
+	return json.Unmarshal(lit, &s) == nil && s == key
+}
+
+// skipString returns the index just past the string literal at data[i].
+func skipString(data []byte, i int) int {
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(data)
+}
+
+// skipValue returns the index just past the JSON value at data[i].
+func skipValue(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(data); i++ {
+			switch data[i] {
+			case '"':
+				i = skipString(data, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(data) && !isValueEnd(data[i]) { // a number or a literal
+		i++
+	}
+	return i
+}
+
+func isValueEnd(c byte) bool {
+	switch c {
+	case ',', '}', ']', ' ', '\t', '\n', '\r':
+		return true
 	}
 	return false
+}
+
+// skipSpace returns the index of the first non-space byte at or after i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
