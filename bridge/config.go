@@ -44,7 +44,8 @@ type Config struct {
 	MaxConnectionsPerChannel int
 	// MaxSocketBufferBytes caps the bytes queued for one socket. A socket
 	// that falls further behind is closed (1008, "slow client") and resumes
-	// with last_id. Default 1 MiB.
+	// with last_id; the close frame is best effort (see CloseGrace).
+	// Default 1 MiB.
 	MaxSocketBufferBytes int
 	// SendBufferBytes sets each socket's kernel send buffer (SO_SNDBUF).
 	// The kernel's autotuning grows it to megabytes, which a client that
@@ -61,7 +62,10 @@ type Config struct {
 	// Default 64 KiB.
 	ReadLimit int
 	// CloseGrace is how long a closing socket waits for the client's close
-	// frame before the TCP connection is dropped. Default 1s.
+	// frame before the TCP connection is dropped. A slow client's close
+	// frame, and the write in progress before it, must be out within
+	// CloseGrace of the decision, else the connection is reset without it.
+	// Default 1s.
 	CloseGrace time.Duration
 	// ShutdownSpread spreads the 1001 closes of a shutdown over this long,
 	// so that clients do not all reconnect at the same instant. Default 1s.

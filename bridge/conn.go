@@ -69,6 +69,12 @@ type conn struct {
 	// peerClosed once the client's close frame arrived.
 	closeQueued bool
 	peerClosed  bool
+	// deadlineSet is true while a write deadline set by a writer goroutine
+	// is in force.
+	deadlineSet bool
+	// closeBy, when set, is when the socket's writes must be done: a slow
+	// client's close frame gets until then (see closeSlowLocked).
+	closeBy time.Time
 	// drained is closed (and reset) when the writer empties the queue, for
 	// replays waiting to queue more.
 	drained chan struct{}
@@ -125,7 +131,7 @@ func (c *conn) deliver(ev *event) (needsFlush, urgent bool) {
 		c.joinBuf = append(c.joinBuf, ev)
 		c.joinBufBytes += len(ev.frame)
 		if c.joinBufBytes > c.srv.cfg.MaxSocketBufferBytes {
-			c.abortLocked(reasonSlow, "live events held during replay exceed maxSocketBufferBytes")
+			c.closeSlowLocked("live events held during replay exceed maxSocketBufferBytes")
 		}
 		return false, false
 	case stateLive:
@@ -150,7 +156,7 @@ func (c *conn) deliver(ev *event) (needsFlush, urgent bool) {
 // the frame would take its queue past MaxSocketBufferBytes.
 func (c *conn) queueLocked(frame []byte) bool {
 	if c.queued+len(frame) > c.srv.cfg.MaxSocketBufferBytes {
-		c.abortLocked(reasonSlow, "queue exceeds maxSocketBufferBytes")
+		c.closeSlowLocked("queue exceeds maxSocketBufferBytes")
 		return false
 	}
 	c.queue = append(c.queue, frame)
@@ -208,39 +214,51 @@ func (c *conn) closeWith(code int, text, reason string) {
 	c.flush()
 }
 
-// abortLocked drops a socket at once, with a best-effort close frame. Used
-// where waiting is wrong: a slow client (its queue is the problem) and
-// calls made under the shard lock. c.mu is held.
-func (c *conn) abortLocked(reason, detail string) {
-	if c.state == stateClosed {
+// slowCloseText is the reason of the close frame a slow client gets.
+const slowCloseText = "slow client: send queue full, resume with last_id"
+
+// closeSlowLocked closes a socket whose queue overflowed. It never blocks:
+// it runs on the dispatcher under the shard lock, or on a replay. The
+// socket stops receiving events and its queued frames are dropped; a close
+// frame (1008, slowCloseText) is queued behind the write in progress, if
+// any, and the socket's writes get CloseGrace from now. When the client
+// answers the close, the connection is closed; otherwise it is reset (TCP
+// RST, discarding what the kernel still holds for it) once CloseGrace has
+// passed. A client that reads nothing in that time never gets the close
+// frame: its kernel buffer is full and the frame cannot be written. A
+// socket whose handshake is not done is dropped at once (attach fails).
+// c.mu is held.
+func (c *conn) closeSlowLocked(detail string) {
+	if c.state >= stateClosing {
 		return
 	}
-	if reason == reasonSlow {
-		c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes,
-			"queued_bytes", c.queued, "queued_frames", len(c.queue))
-	}
-	c.state = stateClosed
-	c.closeReason = reason
+	c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes,
+		"queued_bytes", c.queued, "queued_frames", len(c.queue), "close_grace", c.srv.cfg.CloseGrace)
+	c.srv.metrics.incr(statsdBackpressure)
+	c.closeReason = reasonSlow
 	c.queue, c.joinBuf = nil, nil
 	c.queued, c.joinBufBytes = 0, 0
-	if reason == reasonSlow {
-		c.srv.metrics.incr(statsdBackpressure)
-		if !c.writing && c.raw != nil {
-			// Nobody is writing: try to tell the client why without
-			// waiting. If the socket cannot take it, it just closes.
-			_, _ = c.tryWrite([][]byte{closeFrame(closeSlow, "slow client: resume with last_id")})
-		}
+	if c.nc == nil {
+		c.state = stateClosed
+		// terminate takes the shard lock, which the caller may hold.
+		go c.terminate(reasonSlow)
+		return
 	}
-	if tcp, ok := c.nc.(*net.TCPConn); ok && reason == reasonSlow {
-		// Reset rather than close: what the kernel still holds for this
-		// client is useless (it resumes with last_id) and would otherwise
-		// linger in memory while a stalled peer drains it.
-		_ = tcp.SetLinger(0)
+	c.state = stateClosing
+	frame := closeFrame(closeSlow, slowCloseText)
+	c.queue = [][]byte{frame}
+	c.queued = len(frame)
+	c.closeQueued = true
+	c.closeBy = time.Now().Add(c.srv.cfg.CloseGrace)
+	// A write in progress is bounded by the same deadline (writeLoop reads
+	// closeBy under c.mu before each write).
+	_ = c.nc.SetWriteDeadline(c.closeBy)
+	time.AfterFunc(c.srv.cfg.CloseGrace, func() { c.terminate(reasonSlow) })
+	if !c.writing {
+		// The write may block until the deadline: never on the caller.
+		c.writing = true
+		c.startWriter(c.takeLocked())
 	}
-	// Closing the socket is safe under locks; unregistering is not (it
-	// takes the shard lock), so it runs on its own goroutine.
-	c.closeNet()
-	go c.terminate(reason)
 }
 
 // terminate closes the TCP connection without a handshake and removes the
@@ -264,6 +282,12 @@ func (c *conn) terminate(reason string) {
 			c.srv.epoll.remove(c)
 		}
 		c.mu.Lock()
+		if tcp, ok := c.nc.(*net.TCPConn); ok && reason == reasonSlow && !c.peerClosed {
+			// Reset rather than close: what the kernel still holds for this
+			// client is useless (it resumes with last_id) and would otherwise
+			// linger in memory while a stalled peer drains it.
+			_ = tcp.SetLinger(0)
+		}
 		c.closeNet()
 		c.mu.Unlock()
 		c.srv.unregister(c, reason)

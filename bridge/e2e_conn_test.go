@@ -106,41 +106,166 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}
 }
 
+// TestSlowClientIsClosedOthersUnaffected: a socket that stops reading is
+// closed once its queue overflows, without delaying the socket beside it.
+// A client that reads again within closeGrace gets the frames written
+// before the decision and then close 1008; one that stays stalled is reset
+// once closeGrace has passed (its kernel buffer is full: the close frame
+// cannot be written).
 func TestSlowClientIsClosedOthersUnaffected(t *testing.T) {
-	g := startGateway(t, gatewayOptions{cfg: Config{MaxSocketBufferBytes: 128 << 10}})
-	slow := g.dialSilent("busy", 4096)
-	fast := g.dial("busy", "")
-	payload := fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 1<<10))
-	var want []string
-	for i := 0; i < 50000 && g.srv.Connections() == 2; i++ {
-		want = append(want, g.log.ID(g.publish("busy", payload)).String())
-	}
-	g.waitLog(10*time.Second, "closing slow client")
-	t.Logf("slow client closed after %d events", len(want))
-	for i := 0; i < 50; i++ {
-		want = append(want, g.log.ID(g.publish("busy", payload)).String())
-	}
-	for i, id := range want {
-		if got := frameID(t, fast.next(10*time.Second)); got != id {
-			t.Fatalf("fast client frame %d: %s, want %s", i, got, id)
-		}
-	}
-	if v := metricValue(t, g, `pushbridge_disconnects_total{reason="slow_client"}`); v != 1 {
-		t.Fatalf("slow_client disconnects %v, want 1", v)
-	}
-	if n := g.srv.Connections(); n != 1 {
-		t.Fatalf("%d connections, want 1", n)
-	}
-	// The server reset the slow connection (nothing queued for it is worth
-	// sending: it resumes with last_id): reading fails promptly.
-	_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		if _, _, err := slow.ReadMessage(); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Fatalf("slow connection still open: %v", err)
+	for _, tc := range []struct {
+		name    string
+		grace   time.Duration
+		drains  bool
+		netpoll bool
+		buffer  int
+	}{
+		{"drains after the decision", 10 * time.Second, true, true, 128 << 10},
+		// Without netpoll every write goes through a writer goroutine: the
+		// queue must hold a dispatch batch (512 events) for the fast
+		// client, whose writer may run only after the batch.
+		{"drains after the decision, no netpoll", 10 * time.Second, true, false, 1 << 20},
+		{"stalled", 300 * time.Millisecond, false, true, 128 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGateway(t, gatewayOptions{cfg: Config{MaxSocketBufferBytes: tc.buffer, CloseGrace: tc.grace, DisableNetpoll: !tc.netpoll}})
+			// A tiny receive buffer fills at once, but drains slowly on
+			// loopback (the sender waits for window probes); a client that
+			// reads again gets the default.
+			rcvBuf := 4096
+			if tc.drains {
+				rcvBuf = 0
 			}
-			break
+			slow := g.dialSilent("busy", rcvBuf)
+			fast := g.dial("busy", "")
+			payload := fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 1<<10))
+			var want []string
+			for i := 0; i < 50000; i++ {
+				want = append(want, g.log.ID(g.publish("busy", payload)).String())
+				if i%20 == 19 {
+					if strings.Contains(g.logs.String(), "closing slow client") {
+						break
+					}
+					// Let the fast client's reader run: this process is
+					// also the publisher and the gateway, and a goroutine
+					// waiting on the network can otherwise wait for the
+					// scheduler's 10 ms poll while both CPUs are busy.
+					time.Sleep(time.Millisecond)
+				}
+			}
+			decided := time.Now()
+			g.waitLog(10*time.Second, "closing slow client")
+			t.Logf("slow client closed after %d events", len(want))
+			if tc.drains {
+				// Frames already handed to the socket arrive in order, then
+				// the close frame.
+				_ = slow.SetReadDeadline(time.Now().Add(tc.grace))
+				var n int
+				var err error
+				for {
+					var data []byte
+					if _, data, err = slow.ReadMessage(); err != nil {
+						break
+					}
+					if got := frameID(t, data); n >= len(want) || got != want[n] {
+						t.Fatalf("slow client frame %d: %s, want %s", n, got, want[n])
+					}
+					n++
+				}
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != 1008 || ce.Text != slowCloseText {
+					t.Fatalf("slow client after %d frames: %v, want close 1008 %q", n, err, slowCloseText)
+				}
+				t.Logf("slow client read %d frames, then close 1008", n)
+			}
+			for i := 0; i < 50; i++ {
+				want = append(want, g.log.ID(g.publish("busy", payload)).String())
+			}
+			for i, id := range want {
+				if got := frameID(t, fast.next(10*time.Second)); got != id {
+					t.Fatalf("fast client frame %d: %s, want %s", i, got, id)
+				}
+			}
+			waitFor(t, tc.grace+5*time.Second, "slow socket gone", func() error {
+				if n := g.srv.Connections(); n != 1 {
+					return fmt.Errorf("%d connections, want 1", n)
+				}
+				return nil
+			})
+			if !tc.drains {
+				if took := time.Since(decided); took < tc.grace-50*time.Millisecond {
+					t.Errorf("stalled socket dropped after %s, before its close grace %s", took, tc.grace)
+				}
+				// Reset: reading fails promptly, with no close frame.
+				_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for {
+					if _, _, err := slow.ReadMessage(); err != nil {
+						if errors.Is(err, os.ErrDeadlineExceeded) || closeCode(err) != -1 {
+							t.Fatalf("stalled connection: %v, want a reset", err)
+						}
+						break
+					}
+				}
+			}
+			if v := metricValue(t, g, `pushbridge_disconnects_total{reason="slow_client"}`); v != 1 {
+				t.Fatalf("slow_client disconnects %v, want 1", v)
+			}
+			if v := metricValue(t, g, "pushbridge_send_errors_total"); v != 0 {
+				t.Fatalf("send errors %v, want 0 (a slow client is counted as such)", v)
+			}
+		})
+	}
+}
+
+// TestBackedUpSocketKeepsWorking: a socket whose writes once went through
+// a writer goroutine (the client paused, its kernel buffers filled) keeps
+// receiving after that writer's deadline has passed.
+func TestBackedUpSocketKeepsWorking(t *testing.T) {
+	const writeTimeout = time.Second
+	g := startGateway(t, gatewayOptions{cfg: Config{MaxSocketBufferBytes: 4 << 20, WriteTimeout: writeTimeout}})
+	ws := g.dialSilent("paused", 0)
+	payload := fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 1<<10))
+	const n, pause = 1000, 600 // the kernel buffers hold about 250 of these
+	ids := make(chan string, n)
+	resume := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		<-resume
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := 0; i < n; i++ {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				readErr <- fmt.Errorf("frame %d: %w", i, err)
+				return
+			}
+			if got, want := frameID(t, data), <-ids; got != want {
+				readErr <- fmt.Errorf("frame %d: %s, want %s", i, got, want)
+				return
+			}
 		}
+		readErr <- nil
+	}()
+	for i := 0; i < n; i++ {
+		ids <- g.log.ID(g.publish("paused", payload)).String()
+		if i == pause {
+			close(resume)
+		}
+	}
+	if err := <-readErr; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(writeTimeout + 300*time.Millisecond) // past the writer's deadline
+	want := g.log.ID(g.publish("paused", `{"after":"pause"}`)).String()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, data, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+	if got := frameID(t, data); got != want {
+		t.Fatalf("after the pause: %s, want %s", got, want)
+	}
+	if v := metricValue(t, g, "pushbridge_send_errors_total"); v != 0 {
+		t.Fatalf("send errors %v", v)
 	}
 }
 

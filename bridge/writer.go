@@ -70,16 +70,23 @@ func (c *conn) finish(batch [][]byte, n int) [][]byte {
 		return c.takeLocked()
 	}
 	c.writing = false
+	if c.deadlineSet && c.closeBy.IsZero() {
+		// A writer goroutine's deadline would fail the next non-blocking
+		// write (the poller reports an expired deadline before trying).
+		_ = c.nc.SetWriteDeadline(time.Time{})
+		c.deadlineSet = false
+	}
 	if c.drained != nil {
 		close(c.drained)
 		c.drained = nil
 	}
 	if c.closeQueued {
 		// The close frame is out: give the client CloseGrace to answer
-		// it, then drop the connection.
+		// it, then drop the connection (a slow client's timer is already
+		// running).
 		if c.peerClosed {
 			go c.terminate("")
-		} else {
+		} else if c.closeReason != reasonSlow {
 			time.AfterFunc(c.srv.cfg.CloseGrace, func() { c.terminate("") })
 		}
 	}
@@ -109,7 +116,7 @@ func (c *conn) startWriter(batch [][]byte) {
 // until the queue is empty.
 func (c *conn) writeLoop(batch [][]byte) {
 	for batch != nil {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		c.setWriteDeadline()
 		bufs := net.Buffers(batch)
 		// WriteTo consumes bufs; batch keeps the frames for recycling.
 		written, err := bufs.WriteTo(c.nc)
@@ -120,6 +127,20 @@ func (c *conn) writeLoop(batch [][]byte) {
 		}
 		batch = c.finish(batch, int(written))
 	}
+}
+
+// setWriteDeadline bounds the next write by WriteTimeout, or by closeBy
+// when that is sooner. It holds c.mu so that closeSlowLocked's shorter
+// deadline is never overwritten by a longer one.
+func (c *conn) setWriteDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := time.Now().Add(c.srv.cfg.WriteTimeout)
+	if !c.closeBy.IsZero() && c.closeBy.Before(d) {
+		d = c.closeBy
+	}
+	_ = c.nc.SetWriteDeadline(d)
+	c.deadlineSet = true
 }
 
 // skipWritten drops the first n bytes from bufs and returns what remains
@@ -136,13 +157,16 @@ func skipWritten(bufs [][]byte, n int) (rest [][]byte, done int) {
 	return bufs, done
 }
 
-// writeFailed closes a socket whose write failed.
+// writeFailed closes a socket whose write failed. A slow client that did
+// not take its close frame in time is not a send error: it was counted as
+// a slow client already.
 func (c *conn) writeFailed(err error) {
 	c.mu.Lock()
 	closed := c.state == stateClosed
+	slow := c.closeReason == reasonSlow
 	c.writing = false
 	c.mu.Unlock()
-	if closed {
+	if closed || slow {
 		c.terminate("")
 		return
 	}
