@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
 )
 
 func publisherToken(t *testing.T, patterns any) string {
@@ -74,6 +76,7 @@ func TestPublishAPI(t *testing.T) {
 		{"not an object", path, pub, `[1,2]`, 400, "invalid_payload"},
 		{"not JSON", path, pub, `{"a":`, 400, "invalid_payload"},
 		{"too large", path, pub, `{"a":"` + strings.Repeat("x", 2000) + `"}`, 413, "payload_too_large"},
+		{"nested too deeply", path, pub, nestedPayload(eventlog.MaxPayloadDepth), 400, "invalid_payload"},
 		{"unknown endpoint", "/api/v1/channels/team-a/other", pub, `{}`, 404, "not_found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,4 +99,21 @@ func TestPublishAPI(t *testing.T) {
 		t.Fatalf("wildcard publisher: %d %v", code, out)
 	}
 	sub.expectNothing(50 * time.Millisecond)
+
+	// The deepest payload the API accepts is one the gateway can frame:
+	// accepted means delivered.
+	deepest := nestedPayload(eventlog.MaxPayloadDepth - 1)
+	code, out = post(path, pub, deepest, nil)
+	if code != http.StatusCreated {
+		t.Fatalf("deepest payload: %d %v", code, out)
+	}
+	if got, want := string(sub.next(5*time.Second)), `{"id":"`+out["id"].(string)+`",`+strings.TrimPrefix(deepest, "{"); got != want {
+		t.Fatalf("deepest payload frame\n got %s\nwant %s", got, want)
+	}
+}
+
+// nestedPayload is an object whose member "a" is arrays nested levels
+// deep: its deepest value is at depth levels+1.
+func nestedPayload(levels int) string {
+	return `{"a":` + strings.Repeat("[", levels) + strings.Repeat("]", levels) + `}`
 }

@@ -165,10 +165,17 @@ func FuzzEventBody(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":[1,2,{"b":null}],"c":"\u00e9\ud83d\ude00","d":-1.5e-10}`))
 	f.Add([]byte(`{"id":1,"x":true}`))
+	f.Add([]byte(`{"a":` + strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		_, body, err := encodeEvent(goldenID, payload)
 		var ref map[string]any
 		refErr := json.Unmarshal(payload, &ref)
+		// The publish API's check accepts exactly what can be framed.
+		if verr := eventlog.ValidatePayload(payload, 0); verr == nil && err != nil {
+			t.Fatalf("ValidatePayload accepts %q, which the encoder rejects: %v", payload, err)
+		} else if verr != nil && err == nil && utf8.Valid(payload) {
+			t.Fatalf("ValidatePayload rejects %q, which the encoder frames: %v", payload, verr)
+		}
 		if err != nil {
 			if refErr == nil && ref != nil && !strings.Contains(err.Error(), "deeply") {
 				t.Fatalf("rejected %q that encoding/json accepts: %v", payload, err)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
 )
 
 // The Node server sends JSON.stringify({id, ...JSON.parse(data)}). To be a
@@ -25,8 +27,9 @@ var (
 )
 
 // maxJSONDepth bounds nesting so that hostile payloads cannot exhaust the
-// stack.
-const maxJSONDepth = 256
+// stack. The publish API refuses deeper payloads with the same rule
+// (eventlog.ValidatePayload).
+const maxJSONDepth = eventlog.MaxPayloadDepth
 
 // jsEncoder re-encodes one JSON text.
 type jsEncoder struct {

@@ -243,6 +243,26 @@ func TestIDsAndChannels(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, tc.err)
 		}
 	}
+	// Depth: the object is level 1; every value inside counts, a scalar or
+	// an empty container included; brackets inside strings do not.
+	nested := func(levels int, inner string) string {
+		return `{"a":` + strings.Repeat("[", levels) + inner + strings.Repeat("]", levels) + `}`
+	}
+	for name, tc := range map[string]struct {
+		data string
+		err  error
+	}{
+		"deepest empty array": {nested(MaxPayloadDepth-1, ""), nil},
+		"array too deep":      {nested(MaxPayloadDepth, ""), ErrPayloadTooDeep},
+		"deepest scalar":      {nested(MaxPayloadDepth-2, "1"), nil},
+		"scalar too deep":     {nested(MaxPayloadDepth-1, "1"), ErrPayloadTooDeep},
+		"key too deep":        {nested(MaxPayloadDepth-2, `{"k":1}`), ErrPayloadTooDeep},
+		"brackets in strings": {`{"a":"` + strings.Repeat("[{", 300) + `\"]"}`, nil},
+	} {
+		if err := ValidatePayload([]byte(tc.data), 0); !errors.Is(err, tc.err) {
+			t.Errorf("%s: %v, want %v", name, err, tc.err)
+		}
+	}
 }
 
 func FuzzSplitID(f *testing.F) {
