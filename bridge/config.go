@@ -97,7 +97,11 @@ type Config struct {
 	// patterns it may publish to. Default "publish".
 	PublishClaim string
 	// MaxPayloadBytes is the largest event payload accepted by the publish
-	// API. Default: the stream's MaxMsgSize.
+	// API. Default: the stream's MaxMsgSize (or, when it is unlimited, the
+	// NATS server's max_payload) less publishHeaderRoom (1 KiB) for the
+	// headers stored with the event, which JetStream counts against the
+	// same limit. A payload that fits the cap but not the stream with its
+	// headers is refused with 413 as well.
 	MaxPayloadBytes int
 
 	// DisableNetpoll makes every socket use a reader goroutine instead of

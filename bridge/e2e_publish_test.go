@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -116,4 +117,53 @@ func TestPublishAPI(t *testing.T) {
 // deep: its deepest value is at depth levels+1.
 func nestedPayload(levels int) string {
 	return `{"a":` + strings.Repeat("[", levels) + strings.Repeat("]", levels) + `}`
+}
+
+// TestPublishSizeLimits: JetStream counts the headers stored with an event
+// against the stream's maximum message size. The default cap leaves room
+// for them; a payload that fits a cap set to the maximum but not the stream
+// is refused with 413, not 503 "retry".
+func TestPublishSizeLimits(t *testing.T) {
+	const maxMsgSize = 4096
+	pub := publisherToken(t, "*")
+	post := func(g *gateway, body, key string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, g.http.URL+"/api/v1/channels/big/events", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+pub)
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	payload := func(n int) string { return `{"a":"` + strings.Repeat("x", n-8) + `"}` }
+	key := strings.Repeat("k", maxMsgIDLength)
+
+	t.Run("default cap", func(t *testing.T) {
+		g := startGateway(t, gatewayOptions{logCfg: eventlog.Config{MaxMsgSize: maxMsgSize}})
+		limit := maxMsgSize - publishHeaderRoom
+		if code, out := post(g, payload(limit), key); code != http.StatusCreated {
+			t.Fatalf("payload at the default cap with the longest key: %d %v, want 201", code, out)
+		}
+		code, out := post(g, payload(maxMsgSize-16), "")
+		if code != http.StatusRequestEntityTooLarge || out["reason"] != "payload_too_large" || !strings.Contains(out["error"].(string), fmt.Sprint(limit)) {
+			t.Fatalf("payload over the default cap: %d %v, want 413 naming the limit %d", code, out, limit)
+		}
+	})
+	t.Run("cap at the stream maximum", func(t *testing.T) {
+		g := startGateway(t, gatewayOptions{cfg: Config{MaxPayloadBytes: maxMsgSize}, logCfg: eventlog.Config{MaxMsgSize: maxMsgSize}})
+		code, out := post(g, payload(maxMsgSize-16), key)
+		if code != http.StatusRequestEntityTooLarge || out["reason"] != "payload_too_large" || !strings.Contains(out["error"].(string), "maximum message size") {
+			t.Fatalf("payload that fits the cap but not the stream: %d %v, want 413", code, out)
+		}
+		if v := metricValue(t, g, `pushbridge_http_publishes_total{result="payload_too_large"}`); v != 1 {
+			t.Fatalf("payload_too_large publishes %v, want 1", v)
+		}
+	})
 }

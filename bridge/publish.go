@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
 )
@@ -20,6 +22,32 @@ const publishPathPrefix = "/api/v1/channels/"
 
 // maxMsgIDLength bounds an idempotency key.
 const maxMsgIDLength = 256
+
+// publishHeaderRoom is what the default payload cap leaves of the stream's
+// maximum message size for the headers Append stores with the event:
+// JetStream counts headers and payload together. Nats-Msg-Id (at most
+// maxMsgIDLength bytes) and Nats-Expected-Stream (a stream name, at most 255
+// bytes) take under 600 bytes with the header line.
+const publishHeaderRoom = 1024
+
+// defaultMaxPayload is the default payload cap for a stream whose maximum
+// message size is maxMsgSize (<= 0: unlimited, the server's maxPayload
+// applies).
+func defaultMaxPayload(maxMsgSize, maxPayload int64) int {
+	limit := maxMsgSize
+	if limit <= 0 || (maxPayload > 0 && maxPayload < limit) {
+		limit = maxPayload
+	}
+	return int(max(limit-publishHeaderRoom, limit/2))
+}
+
+// tooLargeForStream reports whether err is JetStream (or the NATS client)
+// refusing a message larger than the stream's or server's maximum.
+func tooLargeForStream(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
+}
 
 // PublishResponse is the publish API's answer to a stored event.
 type PublishResponse struct {
@@ -90,7 +118,8 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		s.publishFail(w, http.StatusRequestEntityTooLarge, "payload_too_large", "the payload is larger than the limit")
+		s.publishFail(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("the payload is larger than the limit of %d bytes", limit))
 		return
 	}
 	if err != nil {
@@ -102,6 +131,13 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.events.Append(r.Context(), channel, body, eventlog.AppendOptions{MsgID: msgID})
+	if tooLargeForStream(err) {
+		s.log.Warn("publish refused by the event log: message too large", "channel", channel, "payload_bytes", len(body),
+			"msg_id_bytes", len(msgID), "max_msg_size", s.events.Config().MaxMsgSize, "err", err)
+		s.publishFail(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("the event (%d bytes of payload plus the headers stored with it) is larger than the stream's maximum message size; send a smaller payload", len(body)))
+		return
+	}
 	if err != nil {
 		s.log.Error("publish failed", "channel", channel, "err", err)
 		s.publishFail(w, http.StatusServiceUnavailable, "unavailable", "the event log did not store the event; retry with the same idempotency key")

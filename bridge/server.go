@@ -70,7 +70,7 @@ type Server struct {
 func New(cfg Config, log *eventlog.Log) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = int(log.Config().MaxMsgSize)
+		cfg.MaxPayloadBytes = defaultMaxPayload(int64(log.Config().MaxMsgSize), log.Conn().MaxPayload())
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
