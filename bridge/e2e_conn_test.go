@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -349,7 +350,8 @@ func TestShutdownClosesWith1001(t *testing.T) {
 
 func TestPlainHTTP(t *testing.T) {
 	g := startGateway(t, gatewayOptions{})
-	check := func(method, path string, status int, body string) {
+	const noType = "-" // no Content-Type header at all
+	check := func(method, path string, status int, body, contentType string, exact bool) {
 		t.Helper()
 		req, _ := http.NewRequest(method, g.http.URL+path, nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -357,17 +359,28 @@ func TestPlainHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		b := make([]byte, 4096)
-		n, _ := resp.Body.Read(b)
-		if resp.StatusCode != status || (body != "" && !strings.Contains(string(b[:n]), body)) {
-			t.Fatalf("%s %s: %d %q, want %d %q", method, path, resp.StatusCode, b[:n], status, body)
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != status || (exact && string(b) != body) || (!exact && !strings.Contains(string(b), body)) {
+			t.Fatalf("%s %s: %d %q, want %d %q", method, path, resp.StatusCode, b, status, body)
+		}
+		ct, has := resp.Header["Content-Type"]
+		switch {
+		case contentType == noType && has:
+			t.Fatalf("%s %s: Content-Type %q, want none", method, path, ct)
+		case contentType != noType && !strings.HasPrefix(resp.Header.Get("Content-Type"), contentType):
+			t.Fatalf("%s %s: Content-Type %q, want %s", method, path, resp.Header.Get("Content-Type"), contentType)
+		}
+		if v := resp.Header.Get("X-Content-Type-Options"); contentType == noType && v != "" {
+			t.Fatalf("%s %s: X-Content-Type-Options %q", method, path, v)
 		}
 	}
-	check("GET", "/health", 200, "OK")
-	check("HEAD", "/health", 200, "")
-	check("POST", "/health", 404, "Not Found")
-	check("GET", "/", 404, "Not Found")
-	check("GET", "/anything/else", 404, "Not Found")
-	check("GET", "/ready", 200, `"status":"ok"`)
-	check("GET", "/metrics", 200, "pushbridge_connections")
+	// superset-websocket's bytes (contract §3): no Content-Type, no newline.
+	check("GET", "/health", 200, "OK", noType, true)
+	check("HEAD", "/health", 200, "", noType, true)
+	check("POST", "/health", 404, "Not Found", noType, true)
+	check("GET", "/", 404, "Not Found", noType, true)
+	check("GET", "/anything/else", 404, "Not Found", noType, true)
+	// pushbridge's own endpoints say what they are.
+	check("GET", "/ready", 200, `"status":"ok"`, "application/json", false)
+	check("GET", "/metrics", 200, "pushbridge_connections", "text/plain", false)
 }

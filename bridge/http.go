@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 
@@ -20,8 +21,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch path := r.URL.Path; {
 	case path == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("OK"))
+		writePlain(w, http.StatusOK, "OK")
 	case path == "/ready" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		s.serveReady(w)
 	case path == "/metrics" && s.gatherer != nil:
@@ -29,8 +29,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, publishPathPrefix) && !s.cfg.DisablePublish:
 		s.servePublish(w, r)
 	default:
-		http.Error(w, "Not Found", http.StatusNotFound)
+		writePlain(w, http.StatusNotFound, "Not Found")
 	}
+}
+
+// writePlain answers with exactly body and no Content-Type, as
+// superset-websocket does for /health and unknown paths (contract §3).
+// http.Error would add a newline, a Content-Type and
+// X-Content-Type-Options; a nil Content-Type also stops net/http from
+// sniffing one.
+func writePlain(w http.ResponseWriter, code int, body string) {
+	w.Header()["Content-Type"] = nil
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
 }
 
 // readyStatus is the body of /ready.
