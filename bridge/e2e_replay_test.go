@@ -168,6 +168,33 @@ func TestReplayTrimmedHistory(t *testing.T) {
 	}
 }
 
+// TestReplayTrimmedAcrossJetStreamAndRing: a replay served partly from
+// JetStream and partly from the ring is reported as trimmed when the
+// channel's limit removed events after last_id: the check counts all the
+// client received, not only the JetStream part.
+func TestReplayTrimmedAcrossJetStreamAndRing(t *testing.T) {
+	// The ring keeps the channel's newest 2 events, the stream its newest 3.
+	g := startGateway(t, gatewayOptions{cfg: Config{RingPerChannel: 2}, logCfg: eventlog.Config{MaxMsgsPerChannel: 3}})
+	g.publish("other", `{"keeps":"the stream's start before last_id"}`)
+	var seqs []uint64
+	for i := 0; i < 6; i++ {
+		seqs = append(seqs, g.publish("t", fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	for g.srv.hub.cursor.Load() < seqs[5] {
+		<-g.srv.cursorSig.wait()
+	}
+	// last_id is the channel's first event: the next two were trimmed.
+	c := g.dial("t", g.log.ID(seqs[0]).String())
+	equalIDs(t, "what is left", c.collect(3, 5*time.Second), idsOf(g, seqs[3:]))
+	g.waitLog(2*time.Second, "history after last_id was trimmed", "source=jetstream")
+	if v := metricValue(t, g, "pushbridge_replay_history_trimmed_total"); v != 1 {
+		t.Fatalf("trimmed %v, want 1", v)
+	}
+	if v := metricValue(t, g, `pushbridge_replays_total{result="trimmed",source="jetstream"}`); v != 1 {
+		t.Fatalf("trimmed jetstream replays %v, want 1", v)
+	}
+}
+
 // TestChurnExactlyOnce: dozens of clients drop and resume with last_id
 // while events flow; every client ends with every event of its channel
 // from its first on, once each, in order.

@@ -108,13 +108,6 @@ func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinP
 		sent, err = s.replayByRedisID(ctx, c, rp, plan.upTo)
 	case plan.jsNeeded:
 		sent, err = s.replayFromLog(ctx, c, plan.jsAfter, plan.jsUpTo)
-		if err == nil && rp.kind == resumeSeq {
-			if trimmed, why := s.trimmed(ctx, c.channel, rp.seq, sent); trimmed {
-				result = "trimmed"
-				s.metrics.replayTrimmed.Inc()
-				log.Warn("channel history after last_id was trimmed: the client cannot be made whole", "why", why)
-			}
-		}
 	}
 	if err == nil {
 		var n int
@@ -130,7 +123,17 @@ func (s *Server) replay(ctx context.Context, c *conn, rp resumePoint, plan joinP
 		c.closeWith(closeInternal, "replay failed: reconnect with last_id", "replay_error")
 		return
 	}
-	s.finishJoin(c)
+	held := s.finishJoin(c)
+	if plan.jsNeeded && rp.kind == resumeSeq {
+		// Checked once the socket is live, with everything it received
+		// after last_id: from JetStream, from the ring and held live.
+		if trimmed, why := s.trimmed(ctx, c.channel, rp.seq, sent+held); trimmed {
+			result = "trimmed"
+			s.metrics.replayTrimmed.Inc()
+			log.Warn("channel history after last_id was trimmed: the client cannot be made whole", "why", why,
+				"received", sent+held)
+		}
+	}
 	s.metrics.replays.WithLabelValues(plan.source, result).Inc()
 	s.metrics.replayedEvents.Add(float64(sent))
 	s.metrics.replayDuration.Observe(time.Since(started).Seconds())
@@ -267,15 +270,16 @@ func (s *Server) queueReplayed(ctx context.Context, c *conn, e *event) (bool, er
 }
 
 // finishJoin queues the live events held during the replay and switches
-// the socket to live delivery.
-func (s *Server) finishJoin(c *conn) {
+// the socket to live delivery. It returns how many held events it queued.
+func (s *Server) finishJoin(c *conn) int {
 	c.mu.Lock()
 	if c.state != stateJoining {
 		c.mu.Unlock()
-		return
+		return 0
 	}
 	held := c.joinBuf
 	c.joinBuf, c.joinBufBytes = nil, 0
+	queued := 0
 	for _, e := range held {
 		if e.seq <= c.lastSeq {
 			continue
@@ -283,12 +287,14 @@ func (s *Server) finishJoin(c *conn) {
 		c.lastSeq = e.seq
 		if !c.queueLocked(e.frame) {
 			c.mu.Unlock()
-			return
+			return queued
 		}
+		queued++
 	}
 	c.state = stateLive
 	c.mu.Unlock()
 	c.flush()
+	return queued
 }
 
 // waitCursor waits until the dispatcher has passed seq.
@@ -309,13 +315,25 @@ func (s *Server) waitCursor(ctx context.Context, seq uint64) error {
 }
 
 // trimmed reports whether events of channel after lastSeq may have been
-// removed by the stream's limits before the client came back. A channel's
-// retained events are always a suffix of its history (limits remove the
-// oldest; single deletes are denied), so if the event at lastSeq is still
-// stored, nothing after it was removed. If it is gone, events after it
-// were removed only if the stream's first sequence moved past it (age or
-// total limits) or the channel is at its per-channel limit.
-func (s *Server) trimmed(ctx context.Context, channel string, lastSeq uint64, replayed int) (bool, string) {
+// removed by the stream's limits before the client got them; received is
+// how many of the channel's events after lastSeq the socket was sent
+// (replayed from JetStream and the ring, and held live while it joined).
+//
+// A channel's retained events are always a suffix of its history (limits
+// remove the oldest; single deletes are denied), so if the event at
+// lastSeq is still stored, nothing after it was removed. If it is gone and
+// the stream's first sequence is past lastSeq+1, the age or total limits
+// removed what followed it, possibly events of the channel. Otherwise only
+// the per-channel limit removed anything, and it removes an event after
+// lastSeq only once the channel holds MaxMsgsPerChannel events newer than
+// it; from then on the channel always holds that many, all after lastSeq,
+// and every one of them reaches the socket (from JetStream or the ring if
+// stored when the replay read, held live if stored later), so received is
+// at least the limit. The converse is not exact: JetStream keeps no trace
+// of a removed event's channel, so exactly MaxMsgsPerChannel events after
+// lastSeq, nothing lost, reads the same as more, and is reported as
+// possibly trimmed.
+func (s *Server) trimmed(ctx context.Context, channel string, lastSeq uint64, received int) (bool, string) {
 	if lastSeq == 0 {
 		st, err := s.events.State(ctx)
 		if err == nil && st.FirstSeq > 1 {
@@ -337,8 +355,8 @@ func (s *Server) trimmed(ctx context.Context, channel string, lastSeq uint64, re
 	if lastSeq+1 < st.FirstSeq {
 		return true, fmt.Sprintf("the stream now starts at %d, after last_id", st.FirstSeq)
 	}
-	if int64(replayed) >= s.events.Config().MaxMsgsPerChannel {
-		return true, fmt.Sprintf("the channel is at its limit of %d events", s.events.Config().MaxMsgsPerChannel)
+	if limit := s.events.Config().MaxMsgsPerChannel; int64(received) >= limit {
+		return true, fmt.Sprintf("the event at last_id is gone and the channel had at least its limit of %d events after it", limit)
 	}
 	return false, ""
 }
