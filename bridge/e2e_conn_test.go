@@ -270,6 +270,50 @@ func TestBackedUpSocketKeepsWorking(t *testing.T) {
 	}
 }
 
+// TestClosedDuringHandshake: a socket closed between its registration and
+// the end of its handshake (its held events overflowed) leaves neither the
+// connection gauge nor the registry off: it was counted and listed when it
+// was registered, and is uncounted and unlisted once.
+func TestClosedDuringHandshake(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{MaxSocketBufferBytes: 1024}})
+	g.srv.beforeHandshake = func() {
+		g.publish("hs", `{"blob":"`+strings.Repeat("x", 2048)+`"}`) // more than the socket may hold
+		waitFor(t, 5*time.Second, "socket dropped during its handshake", func() error {
+			if n := g.srv.Connections(); n != 0 {
+				return fmt.Errorf("%d connections", n)
+			}
+			return nil
+		})
+	}
+	if c, _, err := g.dialRaw(cookieHeader("async-token", token(t, "hs", nil)), ""); err == nil {
+		if err := c.waitClosed(5 * time.Second); closeCode(err) != -1 && closeCode(err) != websocket.CloseAbnormalClosure {
+			t.Fatalf("socket closed during its handshake: %v, want the connection dropped", err)
+		}
+	}
+	g.srv.beforeHandshake = nil
+	if v := metricValue(t, g, "pushbridge_connections"); v != 0 {
+		t.Fatalf("pushbridge_connections %v, want 0", v)
+	}
+	if n := len(g.srv.registry.all()); n != 0 {
+		t.Fatalf("%d sockets left in the registry", n)
+	}
+	if v := metricValue(t, g, `pushbridge_disconnects_total{reason="slow_client"}`); v != 1 {
+		t.Fatalf("slow_client disconnects %v, want 1", v)
+	}
+	// The next socket is counted normally.
+	c := g.dial("other", "")
+	if v := metricValue(t, g, "pushbridge_connections"); v != 1 {
+		t.Fatalf("pushbridge_connections %v with one socket, want 1", v)
+	}
+	_ = c.ws.Close()
+	waitFor(t, 5*time.Second, "gauge back to 0", func() error {
+		if v := metricValue(t, g, "pushbridge_connections"); v != 0 {
+			return fmt.Errorf("pushbridge_connections %v", v)
+		}
+		return nil
+	})
+}
+
 func TestClientControlFrames(t *testing.T) {
 	g := startGateway(t, gatewayOptions{cfg: Config{ReadLimit: 1024}})
 

@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, statsd StatsdClient) *metrics {
 	m := &metrics{
 		statsd: statsd,
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushbridge_connections", Help: "WebSocket connections open on this node.",
+			Name: "pushbridge_connections", Help: "WebSocket connections open on this node, counted from registration (just before the 101 response).",
 		}),
 		channels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushbridge_channels", Help: "Channels with at least one socket or cached event on this node.",

@@ -49,6 +49,10 @@ func (s *Server) register(c *conn, rp resumePoint) (joinPlan, bool) {
 		return joinPlan{}, false
 	}
 	ch.conns = append(ch.conns, c)
+	// Counted and listed under the shard lock: unregister takes it before
+	// it removes the socket, so the removal always follows this.
+	s.registry.add(c)
+	s.metrics.connections.Inc()
 	plan := joinPlan{upTo: s.hub.cursor.Load(), source: "none"}
 	c.mu.Lock()
 	defer c.mu.Unlock()

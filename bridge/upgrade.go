@@ -35,7 +35,9 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	// Register before the handshake completes: from the moment the client
 	// sees 101, every event of its channel reaches its socket (held until
 	// the socket joins). Count first, so that concurrent upgrades cannot
-	// overshoot the cap.
+	// overshoot the cap. register also lists the socket (pings, shutdown)
+	// and counts it in pushbridge_connections; nothing is written to it
+	// before attach.
 	c := newConn(s, s.nextID.Add(1), channel, r.RemoteAddr)
 	var plan joinPlan
 	limit := ""
@@ -68,6 +70,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		_ = nc.Close() // closed while the handshake ran (terminate unregistered it)
 		return
 	}
+	// A ping or a shutdown's close frame may have been queued meanwhile.
+	c.flush()
 	log := c.logger()
 	switch limit {
 	case "limit_total":
@@ -77,10 +81,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		s.rejectConn(c, limit, "maximum connections for this channel reached")
 		return
 	}
-	s.metrics.connections.Inc()
 	s.metrics.accepted.Inc()
 	s.metrics.incr(statsdConnected)
-	s.registry.add(c)
 	s.startReading(c)
 
 	switch rp.kind {
@@ -175,27 +177,31 @@ func (s *Server) dropUnattached(c *conn) {
 	c.state = stateClosed
 	c.joinBuf = nil
 	c.mu.Unlock()
-	sh := s.hub.shardOf(c.channel)
-	sh.mu.Lock()
-	removed := s.hub.removeConnLocked(sh, c)
-	sh.mu.Unlock()
-	if removed {
-		s.hub.connections.Add(-1)
-	}
+	s.forget(c)
 }
 
 // unregister forgets a closed socket.
 func (s *Server) unregister(c *conn, reason string) {
+	if !s.forget(c) {
+		return // refused at registration, or already forgotten
+	}
+	s.metrics.disconnects.WithLabelValues(reason).Inc()
+	c.logger().Debug("socket closed", "reason", reason)
+}
+
+// forget takes a socket off its channel and undoes what register counted.
+// Only the call that removes it from its channel does so, and it reports
+// true.
+func (s *Server) forget(c *conn) bool {
 	sh := s.hub.shardOf(c.channel)
 	sh.mu.Lock()
 	removed := s.hub.removeConnLocked(sh, c)
 	sh.mu.Unlock()
 	if !removed {
-		return // refused at registration; never counted
+		return false
 	}
 	s.registry.remove(c)
 	s.hub.connections.Add(-1)
 	s.metrics.connections.Dec()
-	s.metrics.disconnects.WithLabelValues(reason).Inc()
-	c.logger().Debug("socket closed", "reason", reason)
+	return true
 }

@@ -15,7 +15,8 @@ import (
 func (c *conn) flush() {
 	c.mu.Lock()
 	c.dirty = false
-	if c.writing || len(c.queue) == 0 || c.state == stateClosed {
+	// Not attached yet: the upgrade flushes once it is.
+	if c.writing || len(c.queue) == 0 || c.state == stateClosed || c.nc == nil {
 		c.mu.Unlock()
 		return
 	}
