@@ -52,7 +52,7 @@ func BenchmarkDispatch(b *testing.B) {
 	for _, perChannel := range []int{1, 2, 10} {
 		b.Run(fmt.Sprintf("sockets=%d", perChannel), func(b *testing.B) {
 			srv := &Server{cfg: Config{MaxSocketBufferBytes: 1 << 30}, hub: newHub(64<<20, 1000), epoch: 1795388654}
-			srv.metrics = newMetrics(promRegistry(), nil)
+			srv.metrics = newMetrics(promRegistry(), nil, func() float64 { return float64(srv.hub.channels.Load()) })
 			const channels = 1000
 			names := make([]string, channels)
 			for i := range names {

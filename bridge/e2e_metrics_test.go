@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -98,4 +100,45 @@ func TestNotReadyRefuses(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `"ingest":"degraded: redis down"`) {
 		t.Fatalf("/ready components: %q", rec.Body.String())
 	}
+}
+
+// TestChannelsGauge: pushbridge_channels counts the channels with a socket
+// or a cached event, as /metrics shows it.
+func TestChannelsGauge(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	scrape := func() string {
+		t.Helper()
+		resp, err := http.Get(g.http.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "pushbridge_channels ") {
+				return strings.TrimPrefix(line, "pushbridge_channels ")
+			}
+		}
+		t.Fatalf("no pushbridge_channels in /metrics:\n%s", b)
+		return ""
+	}
+	want := func(v string) {
+		t.Helper()
+		waitFor(t, 5*time.Second, "pushbridge_channels "+v, func() error {
+			if got := scrape(); got != v {
+				return fmt.Errorf("pushbridge_channels %s", got)
+			}
+			return nil
+		})
+	}
+	want("0")
+	a := g.dial("a", "")
+	want("1")
+	seq := g.publish("b", `{"cached":true}`) // no socket; its event is in the ring
+	for g.srv.hub.cursor.Load() < seq {
+		<-g.srv.cursorSig.wait()
+	}
+	want("2")
+	_ = a.ws.Close() // a has no events: it goes with its last socket
+	want("1")
 }

@@ -26,7 +26,7 @@ type metrics struct {
 	statsd StatsdClient
 
 	connections        prometheus.Gauge
-	channels           prometheus.Gauge
+	channels           prometheus.GaugeFunc
 	accepted           prometheus.Counter
 	upgradesRejected   *prometheus.CounterVec
 	connRejected       *prometheus.CounterVec
@@ -50,15 +50,17 @@ type metrics struct {
 	clientFramesIgnore prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, statsd StatsdClient) *metrics {
+// newMetrics creates and registers the collectors; channels reports the
+// number of channels the node holds, read at each scrape.
+func newMetrics(reg prometheus.Registerer, statsd StatsdClient, channels func() float64) *metrics {
 	m := &metrics{
 		statsd: statsd,
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushbridge_connections", Help: "WebSocket connections open on this node, counted from registration (just before the 101 response).",
 		}),
-		channels: prometheus.NewGauge(prometheus.GaugeOpts{
+		channels: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pushbridge_channels", Help: "Channels with at least one socket or cached event on this node.",
-		}),
+		}, channels),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushbridge_connections_accepted_total", Help: "WebSocket connections accepted.",
 		}),

@@ -87,6 +87,7 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 	} else if g, ok := reg.(prometheus.Gatherer); ok {
 		gatherer = g
 	}
+	h := newHub(cfg.RingBytes, cfg.RingPerChannel)
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -94,8 +95,8 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 		epoch:     log.Epoch(),
 		auth:      auth,
 		origins:   newOriginPolicy(cfg.AllowedOrigins),
-		hub:       newHub(cfg.RingBytes, cfg.RingPerChannel),
-		metrics:   newMetrics(reg, cfg.Statsd),
+		hub:       h,
+		metrics:   newMetrics(reg, cfg.Statsd, func() float64 { return float64(h.channels.Load()) }),
 		gatherer:  gatherer,
 		replaySem: make(chan struct{}, cfg.ReplayConcurrency),
 	}
