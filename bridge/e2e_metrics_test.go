@@ -142,3 +142,91 @@ func TestChannelsGauge(t *testing.T) {
 	_ = a.ws.Close() // a has no events: it goes with its last socket
 	want("1")
 }
+
+// TestStatsdSendError: a socket whose write fails (here: the client stopped
+// reading and the write made no progress for writeTimeout, before its queue
+// filled) is closed and counted as ws_client_send_error.
+func TestStatsdSendError(t *testing.T) {
+	sd := &recordingStatsd{}
+	g := startGateway(t, gatewayOptions{cfg: Config{Statsd: sd, WriteTimeout: 200 * time.Millisecond, MaxSocketBufferBytes: 8 << 20}})
+	g.dialSilent("stuck", 4096)
+	payload := `{"blob":"` + strings.Repeat("x", 1024) + `"}`
+	for i := 0; i < 400; i++ { // more than the kernel buffers hold, far less than the queue
+		g.publish("stuck", payload)
+	}
+	waitFor(t, 5*time.Second, "ws_client_send_error", func() error {
+		if n := sd.get(statsdSendError); n != 1 {
+			return fmt.Errorf("ws_client_send_error = %d", n)
+		}
+		return nil
+	})
+	waitFor(t, 5*time.Second, "socket closed", func() error {
+		if v := metricValue(t, g, `pushbridge_disconnects_total{reason="write_timeout"}`); v != 1 {
+			return fmt.Errorf("write_timeout disconnects %v", v)
+		}
+		return nil
+	})
+	if v := metricValue(t, g, "pushbridge_send_errors_total"); v != 1 {
+		t.Fatalf("pushbridge_send_errors_total %v, want 1", v)
+	}
+	if n := sd.get(statsdBackpressure); n != 0 {
+		t.Fatalf("ws_client_backpressure_disconnect = %d, want 0", n)
+	}
+}
+
+// TestRefusalsShuttingDownAndBadHandshake: an upgrade that reaches the
+// gateway while it shuts down gets 503 shutting_down; a request that claims
+// to be an upgrade but is not a valid handshake gets 400 bad_handshake.
+// Both are counted, and neither leaves a socket behind.
+func TestRefusalsShuttingDownAndBadHandshake(t *testing.T) {
+	sd := &recordingStatsd{}
+	g := startGateway(t, gatewayOptions{cfg: Config{Statsd: sd}})
+	upgrade := func(version string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, g.http.URL+"/ws", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		if version != "" {
+			req.Header.Set("Sec-WebSocket-Version", version)
+		}
+		req.Header.Set("Cookie", "async-token="+token(t, "r", nil))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	// No Sec-WebSocket-Version: gorilla refuses the handshake after the
+	// socket was registered.
+	if code, body := upgrade(""); code != http.StatusBadRequest || !strings.HasPrefix(body, "bad_handshake: ") {
+		t.Fatalf("bad handshake: %d %q, want 400 bad_handshake", code, body)
+	}
+	if v := metricValue(t, g, `pushbridge_upgrades_rejected_total{reason="bad_handshake"}`); v != 1 {
+		t.Fatalf("bad_handshake refusals %v, want 1", v)
+	}
+	if v := metricValue(t, g, "pushbridge_connections"); v != 0 || g.srv.Connections() != 0 || len(g.srv.registry.all()) != 0 {
+		t.Fatalf("after a bad handshake: gauge %v, %d connections, %d listed", v, g.srv.Connections(), len(g.srv.registry.all()))
+	}
+
+	// Shutting down: Run has returned, the HTTP server still answers.
+	g.cancel()
+	select {
+	case err := <-g.done:
+		g.done <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if code, body := upgrade("13"); code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "shutting_down: ") {
+		t.Fatalf("upgrade while shutting down: %d %q, want 503 shutting_down", code, body)
+	}
+	if v := metricValue(t, g, `pushbridge_upgrades_rejected_total{reason="shutting_down"}`); v != 1 {
+		t.Fatalf("shutting_down refusals %v, want 1", v)
+	}
+	if n := sd.get(statsdUpgradeRejected); n != 2 {
+		t.Fatalf("ws_upgrade_rejected = %d, want 2", n)
+	}
+}
