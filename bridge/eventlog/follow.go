@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,21 +23,41 @@ type FollowOptions struct {
 	// OnError is told about consumer errors (missed heartbeats, resets);
 	// the ordered consumer recovers from them by itself.
 	OnError func(error)
+	// StallTimeout: when nothing has been delivered for this long while
+	// the stream holds events after the last one delivered, Follow gives
+	// the consumer up and returns an error wrapping ErrStalled, so that
+	// the caller starts a new one. Default 5s.
+	StallTimeout time.Duration
 }
+
+// ErrStalled is returned by Follow when its consumer stopped delivering
+// although the stream holds newer events.
+//
+// It happens after a cluster node crashes: the ordered consumer, having
+// missed heartbeats, recreates its server-side consumer under the same name,
+// and the meta leader may place it on the crashed node, which it counts as
+// online for minutes (nats-server's orphan detection); every retry then
+// addresses that assignment and fails, as long as the node stays down. A
+// new ordered consumer gets a new name and a new placement.
+var ErrStalled = errors.New("eventlog: live consumer stalled")
 
 // Follow delivers every event with a sequence of at least from (0: only
 // events stored from now on), in stream order and without gaps other than
-// events the stream's limits removed, to handle, until ctx ends or the NATS
-// connection closes. It runs one ordered consumer on all channels: one per
-// gateway node, never one per client. handle is called from one goroutine
-// at a time; blocking in it applies back-pressure to the consumer, never
-// loss.
+// events the stream's limits removed, to handle, until ctx ends, the NATS
+// connection closes or the consumer stalls (ErrStalled; nothing is handed
+// over after Follow returns, so the caller resumes after the last event it
+// got). It runs one ordered consumer on all channels: one per gateway node,
+// never one per client. handle is called from one goroutine at a time;
+// blocking in it applies back-pressure to the consumer, never loss.
 func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handle func(Event)) error {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = time.Second
 	}
 	if opts.BatchMessages <= 0 {
 		opts.BatchMessages = 1000
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = 5 * time.Second
 	}
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{l.Wildcard()},
@@ -66,7 +88,27 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 			opts.OnError(err)
 		}
 	}
+	// gate keeps a given-up consumer from handing over anything more: its
+	// library goroutines may outlive Follow (see stop below).
+	var (
+		gate      sync.Mutex
+		abandoned bool
+		// last is the last sequence handed over (0: none yet with from
+		// 0); progress is when something was, or when the stream was
+		// last seen to hold nothing newer.
+		last     atomic.Uint64
+		progress atomic.Int64
+	)
+	if from > 0 {
+		last.Store(from - 1)
+	}
+	progress.Store(time.Now().UnixNano())
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		gate.Lock()
+		defer gate.Unlock()
+		if abandoned {
+			return
+		}
 		meta, err := msg.Metadata()
 		if err != nil {
 			errHandler(nil, fmt.Errorf("eventlog: live event without metadata: %w", err))
@@ -74,6 +116,8 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 		}
 		channel, _ := l.ChannelOf(msg.Subject())
 		handle(Event{Channel: channel, Seq: meta.Sequence.Stream, Data: msg.Data(), Time: meta.Timestamp, Pending: meta.NumPending})
+		last.Store(meta.Sequence.Stream)
+		progress.Store(time.Now().UnixNano())
 	},
 		jetstream.PullHeartbeat(opts.Heartbeat),
 		jetstream.PullMaxMessages(opts.BatchMessages),
@@ -81,14 +125,73 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 	if err != nil {
 		return fmt.Errorf("eventlog: start live consumer: %w", err)
 	}
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-closed:
-		err = fmt.Errorf("eventlog: live consumer stopped: %w", err)
+	check := time.NewTicker(min(time.Second, opts.StallTimeout/2))
+	defer check.Stop()
+	known := from > 0
+	stalled := false
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			err = nil
+			break wait
+		case err = <-closed:
+			err = fmt.Errorf("eventlog: live consumer stopped: %w", err)
+			break wait
+		case <-check.C:
+			if time.Since(time.Unix(0, progress.Load())) < opts.StallTimeout {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, opts.StallTimeout)
+			st, serr := l.State(sctx)
+			cancel()
+			if serr != nil {
+				continue // no stream leader: nothing to compare with yet
+			}
+			if !known {
+				// From 0 the consumer delivers only what is stored after
+				// its start: compare with the stream's end from now on.
+				known = true
+				last.CompareAndSwap(0, st.LastSeq)
+				progress.Store(time.Now().UnixNano())
+				continue
+			}
+			done := last.Load()
+			if st.Msgs == 0 || st.LastSeq <= done {
+				// Idle, not stalled: look again in StallTimeout.
+				progress.Store(time.Now().UnixNano())
+				continue
+			}
+			err = fmt.Errorf("%w: nothing delivered for %s while the stream holds events up to %d, last delivered %d",
+				ErrStalled, opts.StallTimeout, st.LastSeq, done)
+			if opts.OnError != nil {
+				opts.OnError(err)
+			}
+			stalled = true
+			break wait
+		}
 	}
-	cc.Stop()
-	<-cc.Closed()
+	gate.Lock()
+	abandoned = true
+	gate.Unlock()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		// Stop waits for a reset in progress, which can take the
+		// library's own create timeout (10s) and backoff to notice.
+		cc.Stop()
+		<-cc.Closed()
+	}()
+	if stalled {
+		// Do not wait for the stuck reset: the gate already silences the
+		// consumer, and a new one can start now.
+		select {
+		case <-stopped:
+		case <-time.After(time.Second):
+		}
+		return err
+	}
+	<-stopped
 	if info := cons.CachedInfo(); info != nil && err == nil {
 		// Stop leaves the server-side consumer until InactiveThreshold;
 		// remove it now. Best effort: it expires anyway.
