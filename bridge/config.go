@@ -116,6 +116,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Statsd receives Superset's statsd counters. Nil disables them.
 	Statsd StatsdClient
+
+	// streamCheckInterval is how often the stream's state is read for
+	// /ready (tests shorten it). Default 1s.
+	streamCheckInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -135,6 +139,7 @@ func (c *Config) setDefaults() {
 	setDuration(&c.ShutdownSpread, time.Second)
 	setDuration(&c.ReplayTimeout, 15*time.Second)
 	setDuration(&c.ReplaySkew, 5*time.Second)
+	setDuration(&c.streamCheckInterval, time.Second)
 	if c.MaxSocketBufferBytes == 0 {
 		c.MaxSocketBufferBytes = 1 << 20
 	}

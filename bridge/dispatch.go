@@ -168,7 +168,7 @@ func (d *dispatcher) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-check.C:
-			d.checkReady(ctx)
+			d.checkReady()
 			continue
 		case ev := <-d.in:
 			d.handle(ev)
@@ -255,14 +255,16 @@ func (d *dispatcher) invalid(ev eventlog.Event, err error) {
 }
 
 // checkReady covers the case where the events that would mark the node
-// ready were removed from the stream before the consumer read them.
-func (d *dispatcher) checkReady(ctx context.Context) {
+// ready were removed from the stream before the consumer read them, and a
+// live consumer that restarted with nothing left to read. It uses the
+// stream check's last state, so the dispatcher never waits for NATS here.
+func (d *dispatcher) checkReady() {
 	s := d.srv
 	if s.ready.Load() || s.draining.Load() {
 		return
 	}
-	st, err := s.events.State(ctx)
-	if err != nil {
+	st := s.stream.Load()
+	if st == nil || st.Failures > 0 {
 		return
 	}
 	if st.LastSeq < d.readyAt {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -229,4 +230,68 @@ func TestRefusalsShuttingDownAndBadHandshake(t *testing.T) {
 	if n := sd.get(statsdUpgradeRejected); n != 2 {
 		t.Fatalf("ws_upgrade_rejected = %d, want 2", n)
 	}
+}
+
+// TestReadyReportsStreamState: /ready shows the stream's state as the
+// periodic check sees it, and a stream deleted while NATS stays connected
+// makes the node not ready after a few failed checks; it is ready again
+// once the stream is back.
+func TestReadyReportsStreamState(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cfg: Config{streamCheckInterval: 50 * time.Millisecond}})
+	ready := func() (int, readyStatus) {
+		t.Helper()
+		resp, err := http.Get(g.http.URL + "/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st readyStatus
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, st
+	}
+	g.publish("r", `{"n":1}`)
+	seq := g.publish("r", `{"n":2}`)
+	waitFor(t, 5*time.Second, "/ready shows the stream's last sequence", func() error {
+		code, st := ready()
+		if code != http.StatusOK || st.StreamState == nil || st.StreamState.LastSeq != seq || st.StreamState.Msgs != 2 {
+			return fmt.Errorf("%d %+v", code, st.StreamState)
+		}
+		return nil
+	})
+
+	nc, err := g.nats.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cfg := g.log.Config()
+	if err := js.DeleteStream(context.Background(), g.log.ReadStream()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "/ready fails once the stream is gone", func() error {
+		code, st := ready()
+		if code != http.StatusServiceUnavailable || !strings.Contains(st.Reason, "stream "+g.log.ReadStream()+" unavailable") ||
+			st.StreamState == nil || st.StreamState.Failures < streamCheckFailures || st.StreamState.Error == "" {
+			return fmt.Errorf("%d %q %+v", code, st.Reason, st.StreamState)
+		}
+		return nil
+	})
+	g.waitLog(time.Second, "event log stream unavailable")
+	if ok, _ := g.srv.Ready(); ok {
+		t.Fatal("Ready() true without a stream")
+	}
+
+	// Recreated (as another node's Open would): ready again.
+	if _, err := eventlog.Open(context.Background(), js, eventlog.Config{Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix, Logger: embeddedtest.QuietLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "/ready recovers with the stream", func() error {
+		if code, st := ready(); code != http.StatusOK || st.StreamState.Failures != 0 {
+			return fmt.Errorf("%d %q %+v", code, st.Reason, st.StreamState)
+		}
+		return nil
+	})
 }

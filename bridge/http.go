@@ -52,8 +52,10 @@ type readyStatus struct {
 	Stream        string `json:"stream"`
 	Epoch         uint64 `json:"epoch"`
 	DispatchedSeq uint64 `json:"dispatched_seq"`
-	Connections   int64  `json:"connections"`
-	Channels      int64  `json:"channels"`
+	// StreamState is the stream as the periodic check last saw it.
+	StreamState *streamCheck `json:"stream_state,omitempty"`
+	Connections int64        `json:"connections"`
+	Channels    int64        `json:"channels"`
 	// Components holds the state of added components (the Redis mirror).
 	Components map[string]string `json:"components,omitempty"`
 }
@@ -67,6 +69,7 @@ func (s *Server) serveReady(w http.ResponseWriter) {
 		Stream:        s.events.Stream(),
 		Epoch:         s.epoch,
 		DispatchedSeq: s.hub.cursor.Load(),
+		StreamState:   s.stream.Load(),
 		Connections:   s.hub.connections.Load(),
 		Channels:      s.hub.channels.Load(),
 	}

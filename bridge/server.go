@@ -45,6 +45,8 @@ type Server struct {
 	draining atomic.Bool
 	// notReady explains why the node is not ready (for /ready).
 	notReady atomic.Value // string
+	// stream is the last result of the periodic stream check.
+	stream atomic.Pointer[streamCheck]
 
 	// handlers counts upgrade handlers still joining their socket;
 	// writers counts writer goroutines.
@@ -161,6 +163,7 @@ func (s *Server) run(ctx context.Context) error {
 		start("poller", s.epoll.run)
 	}
 	start("pinger", s.runPinger)
+	start("stream check", s.runStreamCheck)
 	start("coalescer", s.coalescer.run)
 	start("flushers", s.flushers.run)
 	start("dispatcher", s.runDispatcher)
@@ -213,16 +216,80 @@ func (s *Server) shutdown() {
 	s.writers.Wait()
 }
 
-// Ready reports whether the node serves upgrades, and if not, why.
+// Ready reports whether the node serves upgrades, and if not, why: it is
+// ready once its live consumer has caught up, while its NATS connection is
+// up and the stream it reads answers (see runStreamCheck).
 func (s *Server) Ready() (bool, string) {
 	if s.ready.Load() {
 		if status := s.events.Conn().Status(); status != nats.CONNECTED {
 			return false, "nats connection " + status.String()
 		}
+		if st := s.stream.Load(); st != nil && st.Failures >= streamCheckFailures {
+			return false, fmt.Sprintf("stream %s unavailable: %d checks failed: %s", s.events.ReadStream(), st.Failures, st.Error)
+		}
 		return true, ""
 	}
 	why, _ := s.notReady.Load().(string)
 	return false, why
+}
+
+// streamCheckFailures is how many stream checks in a row must fail before
+// the node reports not ready: one slow answer is not an outage.
+const streamCheckFailures = 3
+
+// streamCheck is the stream's state as the periodic check last saw it,
+// reported in /ready.
+type streamCheck struct {
+	FirstSeq  uint64    `json:"first_seq"`
+	LastSeq   uint64    `json:"last_seq"`
+	Msgs      uint64    `json:"msgs"`
+	CheckedAt time.Time `json:"checked_at"`
+	// Failures counts the checks failed since the last that succeeded;
+	// Error is the last failure. The state fields are from that success.
+	Failures int    `json:"consecutive_failures,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// runStreamCheck reads the stream's state every streamCheckInterval until
+// ctx ends and records it. The dispatcher's readiness check uses it, and
+// after streamCheckFailures failures in a row (the stream was deleted, its
+// leader is gone) the node reports not ready although NATS is connected.
+func (s *Server) runStreamCheck(ctx context.Context) error {
+	tick := time.NewTicker(s.cfg.streamCheckInterval)
+	defer tick.Stop()
+	for {
+		s.checkStream(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) checkStream(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, max(2*s.cfg.streamCheckInterval, time.Second))
+	st, err := s.events.State(cctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	prev := s.stream.Load()
+	next := &streamCheck{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, CheckedAt: time.Now()}
+	if err != nil {
+		if prev != nil {
+			*next = *prev
+		}
+		next.Failures++
+		next.Error = err.Error()
+		if next.Failures == streamCheckFailures {
+			s.log.Error("event log stream unavailable: the node reports not ready", "stream", s.events.ReadStream(),
+				"failed_checks", next.Failures, "err", err)
+		}
+	} else if prev != nil && prev.Failures >= streamCheckFailures {
+		s.log.Info("event log stream available again", "stream", s.events.ReadStream(), "last_seq", st.LastSeq)
+	}
+	s.stream.Store(next)
 }
 
 // readyCheck is a component whose state /ready reports.
