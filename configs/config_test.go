@@ -159,3 +159,19 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadSecretOptional: commands that neither sign nor verify tokens load
+// the configuration without a JWT secret; everything else is validated.
+func TestLoadSecretOptional(t *testing.T) {
+	path := writeFile(t, `{"stream": {"subjectPrefix": "events"}}`)
+	if _, _, err := Load(path, env(nil)); err == nil || !strings.Contains(err.Error(), "jwtSecret") {
+		t.Fatalf("Load without a secret: %v, want a jwtSecret error", err)
+	}
+	c, _, err := LoadWith(path, env(nil), LoadOptions{SecretOptional: true})
+	if err != nil || c.Stream.SubjectPrefix != "events" {
+		t.Fatalf("LoadWith SecretOptional: %v, prefix %q", err, c.Stream.SubjectPrefix)
+	}
+	if _, _, err := LoadWith(path, env(map[string]string{"PORT": "99999"}), LoadOptions{SecretOptional: true}); err == nil || !strings.Contains(err.Error(), "port") {
+		t.Fatalf("LoadWith SecretOptional with a bad port: %v, want a port error", err)
+	}
+}

@@ -64,6 +64,19 @@ const DefaultFile = "config.json"
 // path is empty, DefaultFile if it exists), then the environment as seen
 // through lookupEnv, then validation.
 func Load(path string, lookupEnv func(string) (string, bool)) (Config, Source, error) {
+	return LoadWith(path, lookupEnv, LoadOptions{})
+}
+
+// LoadOptions tune LoadWith.
+type LoadOptions struct {
+	// SecretOptional skips the jwtSecret check, for commands that neither
+	// verify nor sign tokens (publishing straight to NATS). Everything else
+	// is validated as by Load.
+	SecretOptional bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, lookupEnv func(string) (string, bool), opts LoadOptions) (Config, Source, error) {
 	cfg := Default()
 	var src Source
 	explicit := path != ""
@@ -88,7 +101,7 @@ func Load(path string, lookupEnv func(string) (string, bool)) (Config, Source, e
 	if err := applyEnv(&cfg, lookupEnv, &src); err != nil {
 		return cfg, src, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(!opts.SecretOptional); err != nil {
 		return cfg, src, err
 	}
 	src.Warnings = append(src.Warnings, cfg.ignoredSettings()...)

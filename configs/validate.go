@@ -15,7 +15,10 @@ import (
 const MinSecretLength = 32
 
 // Validate reports the first invalid value, naming its key.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate is Validate; without requireSecret, jwtSecret is not checked.
+func (c *Config) validate(requireSecret bool) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -41,7 +44,7 @@ func (c *Config) Validate() error {
 	if len(c.JWTAlgorithms) == 0 {
 		bad("jwtAlgorithms", "empty; use [\"HS256\"] as Superset does")
 	}
-	if hmac && len(c.JWTSecret) < MinSecretLength {
+	if requireSecret && hmac && len(c.JWTSecret) < MinSecretLength {
 		bad("jwtSecret", "%d characters; Superset and pushbridge require at least %d (set JWT_SECRET to Superset's GLOBAL_ASYNC_QUERIES_JWT_SECRET)", len(c.JWTSecret), MinSecretLength)
 	}
 	if c.JWTCookieName == "" {

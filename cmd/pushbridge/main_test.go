@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -186,4 +188,138 @@ func TestPublishOverNATS(t *testing.T) {
 	if code, _, _ := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "n1", "--data", `[1]`); code != 1 {
 		t.Fatalf("array payload: exit %d", code)
 	}
+}
+
+// writeConfigFile writes a config.json for a test and returns its path.
+func writeConfigFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestTokenUsesConfiguredClaims: the token command signs with the first
+// HS* algorithm of jwtAlgorithms and names the claims as jwtChannelIdKey
+// and publish.claim say, so the tokens it mints pass the gateway that
+// configuration runs.
+func TestTokenUsesConfiguredClaims(t *testing.T) {
+	path := writeConfigFile(t, `{"jwtSecret": "`+testSecret+`", "jwtChannelIdKey": "chan",
+		"jwtAlgorithms": ["HS512", "HS256"], "publish": {"claim": "may_publish"}}`)
+	parse := func(out string) (*jwt.Token, jwt.MapClaims) {
+		t.Helper()
+		claims := jwt.MapClaims{}
+		tok, err := jwt.ParseWithClaims(strings.TrimSpace(out), claims, func(*jwt.Token) (any, error) { return []byte(testSecret), nil })
+		if err != nil {
+			t.Fatalf("minted token does not verify: %v", err)
+		}
+		return tok, claims
+	}
+	code, out, errOut := runCmd(t, nil, "token", "--config", path, "--channel", "abc")
+	if code != 0 {
+		t.Fatalf("token: %d %s", code, errOut)
+	}
+	tok, claims := parse(out)
+	if tok.Method.Alg() != "HS512" || claims["chan"] != "abc" || claims["channel"] != nil {
+		t.Fatalf("browser token: alg %s, claims %v; want HS512 and chan=abc", tok.Method.Alg(), claims)
+	}
+	code, out, errOut = runCmd(t, nil, "token", "--config", path, "--publish", "team-*")
+	if code != 0 {
+		t.Fatalf("token --publish: %d %s", code, errOut)
+	}
+	if tok, claims = parse(out); tok.Method.Alg() != "HS512" || claims["may_publish"] == nil || claims["publish"] != nil {
+		t.Fatalf("publisher token: alg %s, claims %v; want HS512 and may_publish", tok.Method.Alg(), claims)
+	}
+
+	// No HS* algorithm: a shared-secret token would be refused; say so.
+	rsOnly := writeConfigFile(t, `{"jwtSecret": "`+testSecret+`", "jwtAlgorithms": ["RS256"]}`)
+	if code, _, errOut := runCmd(t, nil, "token", "--config", rsOnly, "--channel", "abc"); code != 1 || !strings.Contains(errOut, "no HS* algorithm") {
+		t.Fatalf("RS256 only: exit %d, stderr %q", code, errOut)
+	}
+	// A configuration that does not load is an error, not the defaults.
+	broken := writeConfigFile(t, `{"jwtChannelIdKey": 7}`)
+	if code, _, errOut := runCmd(t, nil, "token", "--config", broken, "--secret", testSecret, "--channel", "abc"); code != 1 || !strings.Contains(errOut, "jwtChannelIdKey") {
+		t.Fatalf("broken config: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestPublishUsesConfiguration: publish --nats-url takes the subject prefix
+// from a configuration that has no JWT secret (it needs none), and fails
+// on one that does not load; publish --url mints its token with the
+// configured algorithm and publish claim.
+func TestPublishUsesConfiguration(t *testing.T) {
+	t.Run("nats subject prefix", func(t *testing.T) {
+		srv := embeddedtest.Start(t, embeddedtest.Options{TCP: true})
+		nc, err := srv.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		elog, err := eventlog.Open(context.Background(), js, eventlog.Config{SubjectPrefix: "events"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := writeConfigFile(t, `{"stream": {"subjectPrefix": "events"}}`)
+		code, out, errOut := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--config", path, "--channel", "n1", "--data", `{"a":1}`)
+		if code != 0 {
+			t.Fatalf("publish: %d %s", code, errOut)
+		}
+		if got, want := strings.TrimSpace(out), elog.ID(1).String(); got != want {
+			t.Fatalf("printed %q, want %q", got, want)
+		}
+		broken := writeConfigFile(t, `{"stream": {"subjectPrefix": 1}}`)
+		code, _, errOut = runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--config", broken, "--channel", "n1", "--data", `{"a":1}`)
+		if code != 1 || !strings.Contains(errOut, "subjectPrefix") {
+			t.Fatalf("broken config: exit %d, stderr %q", code, errOut)
+		}
+	})
+	t.Run("http token", func(t *testing.T) {
+		path := writeConfigFile(t, `{"jwtSecret": "`+testSecret+`", "jwtAlgorithms": ["HS384"], "publish": {"claim": "may_publish"},
+			"port": 0, "host": "127.0.0.1", "statsd": {"disabled": true}, "nats": {"storeDir": "`+t.TempDir()+`"}}`)
+		cfg, _, err := configs.Load(path, envOf(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := serveForCLITest(t, &cfg)
+		code, out, errOut := runCmd(t, nil, "publish", "--url", base, "--config", path, "--channel", "c1", "--data", `{"a":1}`)
+		if code != 0 {
+			t.Fatalf("publish with the configured claim and algorithm: %d %s", code, errOut)
+		}
+		if _, _, err := eventlog.SplitID(strings.TrimSpace(out)); err != nil {
+			t.Fatalf("printed %q: %v", out, err)
+		}
+	})
+}
+
+// serveForCLITest runs serve in process on a free loopback port until the
+// test ends and returns its base URL once it is ready.
+func serveForCLITest(t *testing.T, cfg *configs.Config) string {
+	t.Helper()
+	var logs bytes.Buffer
+	log, _, _ := newLogger(cfg, &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, listening) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	select {
+	case addr := <-listening:
+		base := "http://" + addr.String()
+		waitReady(t, base)
+		return base
+	case err := <-done:
+		t.Fatalf("serve: %v\n%s", err, logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	return ""
 }

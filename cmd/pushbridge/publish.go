@@ -29,7 +29,7 @@ func runPublish(ctx context.Context, e env) error {
 	data := fs.String("data", "", "event payload, a JSON object")
 	msgID := fs.String("msg-id", "", "idempotency key (Nats-Msg-Id)")
 	tok := fs.String("token", "", "publisher token for --url (default: minted from jwtSecret)")
-	configPath := fs.String("config", "", "config file (for jwtSecret and the stream's subject prefix)")
+	configPath := fs.String("config", "", "config file (jwtSecret, jwtAlgorithms and publish.claim for --url; the stream's subject prefix for --nats-url)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the acknowledgement")
 	if err := parseFlags(fs, e.args); err != nil {
 		return err
@@ -44,18 +44,22 @@ func runPublish(ctx context.Context, e env) error {
 	if err := eventlog.ValidatePayload([]byte(*data), 0); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
+	cfg, err := cliConfig(*configPath, e)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	if *natsURL != "" {
-		return publishNATS(ctx, e, *natsURL, *configPath, *channel, *data, *msgID)
+		return publishNATS(ctx, e, *natsURL, &cfg, *channel, *data, *msgID)
 	}
 	token := *tok
 	if token == "" {
-		secret, err := signingSecret("", *configPath, e)
+		spec, err := tokenSpecOf(&cfg, "")
 		if err != nil {
 			return err
 		}
-		if token, err = mintToken(secret, "", []string{*channel}, 5*time.Minute, "", "publish"); err != nil {
+		if token, err = spec.mint("", []string{*channel}, 5*time.Minute); err != nil {
 			return err
 		}
 	}
@@ -103,11 +107,7 @@ func printPublished(e env, id string, dup bool) {
 
 // publishNATS publishes straight to the channel's subject, the contract any
 // NATS client can use, and prints the event id from the acknowledgement.
-func publishNATS(ctx context.Context, e env, natsURL, configPath, channel, data, msgID string) error {
-	cfg, _, err := configs.Load(configPath, e.lookupEnv)
-	if err != nil {
-		cfg = configs.Default()
-	}
+func publishNATS(ctx context.Context, e env, natsURL string, cfg *configs.Config, channel, data, msgID string) error {
 	nc, err := nats.Connect(natsURL, nats.Name("pushbridge-publish"))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", natsURL, err)

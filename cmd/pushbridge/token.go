@@ -23,7 +23,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func runToken(_ context.Context, e env) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	configPath := fs.String("config", "", "config file holding jwtSecret (JWT_SECRET also works)")
+	configPath := fs.String("config", "", "config file holding jwtSecret, jwtAlgorithms, jwtChannelIdKey and publish.claim (the environment works too)")
 	secret := fs.String("secret", "", "signing secret (default: jwtSecret from the configuration)")
 	channel := fs.String("channel", "", "mint a browser token for this channel")
 	var publish stringList
@@ -36,11 +36,15 @@ func runToken(_ context.Context, e env) error {
 		fmt.Fprintln(e.stderr, "give exactly one of --channel or --publish")
 		return errUsage
 	}
-	s, err := signingSecret(*secret, *configPath, e)
+	cfg, err := cliConfig(*configPath, e)
 	if err != nil {
 		return err
 	}
-	tok, err := mintToken(s, *channel, publish, *ttl, "channel", "publish")
+	spec, err := tokenSpecOf(&cfg, *secret)
+	if err != nil {
+		return err
+	}
+	tok, err := spec.mint(*channel, publish, *ttl)
 	if err != nil {
 		return err
 	}
@@ -48,21 +52,55 @@ func runToken(_ context.Context, e env) error {
 	return nil
 }
 
-// signingSecret returns the explicit secret or the configured jwtSecret.
-func signingSecret(explicit, configPath string, e env) (string, error) {
-	if explicit != "" {
-		return explicit, nil
-	}
-	cfg, _, err := configs.Load(configPath, e.lookupEnv)
+// cliConfig loads the configuration for a command that may not need the
+// JWT secret: it is not required, but everything else is validated, and a
+// configuration that does not load is an error, never silently replaced by
+// the defaults.
+func cliConfig(path string, e env) (configs.Config, error) {
+	cfg, _, err := configs.LoadWith(path, e.lookupEnv, configs.LoadOptions{SecretOptional: true})
 	if err != nil {
-		return "", fmt.Errorf("no --secret, and the configuration does not load: %w", err)
+		return cfg, fmt.Errorf("configuration: %w", err)
 	}
-	return cfg.JWTSecret, nil
+	return cfg, nil
 }
 
-// mintToken signs an HS256 token for a browser channel or for publishing.
-func mintToken(secret, channel string, publish []string, ttl time.Duration, channelKey, publishClaim string) (string, error) {
-	if len(secret) < configs.MinSecretLength {
+// tokenSpec is how the gateway configured by a configuration verifies
+// tokens, and so how the CLI mints them.
+type tokenSpec struct {
+	secret string
+	// method signs: the first HS* algorithm of jwtAlgorithms.
+	method jwt.SigningMethod
+	// channelKey is jwtChannelIdKey; publishClaim is publish.claim.
+	channelKey, publishClaim string
+}
+
+// tokenSpecOf takes the secret (explicit, else jwtSecret), the signing
+// algorithm and the claim names from cfg.
+func tokenSpecOf(cfg *configs.Config, explicitSecret string) (tokenSpec, error) {
+	spec := tokenSpec{secret: explicitSecret, channelKey: cfg.JWTChannelIDKey, publishClaim: cfg.Publish.Claim}
+	if spec.secret == "" {
+		spec.secret = cfg.JWTSecret
+	}
+	if spec.secret == "" {
+		return spec, errors.New("no signing secret: pass --secret, or configure jwtSecret (JWT_SECRET)")
+	}
+	for _, alg := range cfg.JWTAlgorithms {
+		if strings.HasPrefix(alg, "HS") {
+			if spec.method = jwt.GetSigningMethod(alg); spec.method != nil {
+				break
+			}
+		}
+	}
+	if spec.method == nil {
+		return spec, fmt.Errorf("jwtAlgorithms %v has no HS* algorithm: tokens signed with a shared secret would be refused; mint them with your private key (publish accepts --token)", cfg.JWTAlgorithms)
+	}
+	return spec, nil
+}
+
+// mint signs a token for a browser channel or, with publish patterns, for
+// publishing.
+func (spec tokenSpec) mint(channel string, publish []string, ttl time.Duration) (string, error) {
+	if len(spec.secret) < configs.MinSecretLength {
 		return "", errors.New("the secret is shorter than 32 characters")
 	}
 	claims := jwt.MapClaims{"iat": time.Now().Unix()}
@@ -73,10 +111,15 @@ func mintToken(secret, channel string, publish []string, ttl time.Duration, chan
 		if err := eventlog.ValidateChannel(channel); err != nil {
 			return "", err
 		}
-		claims[channelKey] = channel
+		claims[spec.channelKey] = channel
 	} else {
-		claims[publishClaim] = publish
+		claims[spec.publishClaim] = publish
 		claims["sub"] = "publisher"
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+	return jwt.NewWithClaims(spec.method, claims).SignedString([]byte(spec.secret))
+}
+
+// mintToken signs an HS256 token with the default claim names (tests).
+func mintToken(secret, channel string, publish []string, ttl time.Duration, channelKey, publishClaim string) (string, error) {
+	return tokenSpec{secret: secret, method: jwt.SigningMethodHS256, channelKey: channelKey, publishClaim: publishClaim}.mint(channel, publish, ttl)
 }
