@@ -18,7 +18,6 @@ const (
 	skipNoChannel      = "no_channel_id"
 	skipChannelType    = "channel_id_not_string"
 	skipInvalidChannel = "invalid_channel"
-	skipRejected       = "rejected_by_stream"
 )
 
 // entry is one firehose entry ready to publish.

@@ -42,15 +42,28 @@ type pipeline struct {
 }
 
 // inflight is an entry read and not yet settled. fut is nil for an entry
-// that needs no publish (skipped, or found stored).
+// that needs no publish (skipped, or found stored). failed is set once its
+// publish failed: the future's result was taken, and the entry must be
+// published again.
 type inflight struct {
 	id      streamID
 	channel string
 	fut     jetstream.PubAckFuture
+	failed  bool
 }
 
 // errRewind asks the pipeline to restart from the last acknowledged entry.
 var errRewind = errors.New("rewind")
+
+// JetStream error codes (nats-server jetstream_errors_generated.go) that
+// mean a message itself is too large for the stream: publishing it again
+// cannot succeed, so the entry is skipped. Every other refusal (10060
+// "expected stream does not match", an account out of storage...) is a
+// condition of the stream or its configuration: the entry is retried.
+const (
+	jsErrMessageTooLarge = 10054 // JSStreamMessageExceedsMaximumErr
+	jsErrHeaderTooLarge  = 10097 // JSStreamHeaderExceedsMaximumErr
+)
 
 func (p *pipeline) run(ctx context.Context) error {
 	if err := p.start(ctx); err != nil {
@@ -82,6 +95,10 @@ func (p *pipeline) run(ctx context.Context) error {
 // start finds where to resume.
 func (p *pipeline) start(ctx context.Context) error {
 	m := p.m
+	if mp := m.events.Conn().MaxPayload(); mp > 0 && int64(m.events.Config().MaxMsgSize) > mp {
+		m.log.Warn("stream.maxMsgSize exceeds the NATS server's max_payload: larger entries are skipped as too_large",
+			"max_msg_size", m.events.Config().MaxMsgSize, "max_payload", mp)
+	}
 	cp, ok, err := loadCheckpoint(ctx, p.kv, m.cpKey)
 	if err != nil {
 		return err
@@ -213,6 +230,13 @@ func (p *pipeline) handle(ctx context.Context, msg redis.XMessage) error {
 		Header:  nats.Header{eventlog.RedisIDHeader: []string{msg.ID}},
 	}
 	fut, err := m.js.PublishMsgAsync(msgOut, jetstream.WithMsgID(m.firehose+":"+msg.ID), jetstream.WithExpectStream(m.events.Stream()))
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// Over the server's max_payload (stream.maxMsgSize is larger than
+		// it): no retry can send it.
+		p.skip(msg.ID, skipTooLarge, msg.Values)
+		p.pending = append(p.pending, &inflight{id: id})
+		return nil
+	}
 	if err != nil {
 		m.metrics.publishErrors.Inc()
 		m.log.Warn("publish failed; rewinding to the last acknowledged entry", "redis_id", msg.ID, "channel", channel, "err", err)
@@ -267,6 +291,9 @@ func (p *pipeline) settleHeadNow(ctx context.Context, block bool) (bool, error) 
 		return false, nil
 	}
 	head := p.pending[0]
+	if head.failed {
+		return false, errRewind
+	}
 	if head.fut != nil {
 		var ack *jetstream.PubAck
 		var err error
@@ -289,11 +316,19 @@ func (p *pipeline) settleHeadNow(ctx context.Context, block bool) (bool, error) 
 		if err != nil {
 			p.m.metrics.publishErrors.Inc()
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.Code == 400 {
-				// The stream refuses this message for good (for example
-				// over its size limit): skip it rather than loop.
-				p.skip(head.id.String(), skipRejected, map[string]any{"channel_id": head.channel})
-			} else {
+			switch {
+			case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrMessageTooLarge || apiErr.ErrorCode == jsErrHeaderTooLarge):
+				// The stream refuses this message for good: skip it
+				// rather than loop.
+				p.skip(head.id.String(), skipTooLarge, map[string]any{"channel_id": head.channel})
+			case errors.As(err, &apiErr) && apiErr.Code == 400:
+				// The stream refuses every publish (a misconfiguration):
+				// end the term; it is retried with backoff and the error
+				// shows in the state.
+				head.failed = true
+				return false, fmt.Errorf("stream %s refused entry %s: %w", p.m.events.Stream(), head.id, err)
+			default:
+				head.failed = true
 				p.m.log.Warn("publish not acknowledged; rewinding to the last acknowledged entry",
 					"redis_id", head.id.String(), "channel", head.channel, "err", err)
 				return false, errRewind
@@ -324,8 +359,8 @@ func (p *pipeline) rewind(ctx context.Context) {
 func (p *pipeline) drain(ctx context.Context) {
 	deadline := time.After(15 * time.Second)
 	for _, f := range p.pending {
-		if f.fut == nil {
-			continue
+		if f.fut == nil || f.failed {
+			continue // nothing, or nothing more, to wait for
 		}
 		select {
 		case <-f.fut.Ok():
