@@ -142,6 +142,10 @@ func TestServePublishReceive(t *testing.T) {
 	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("socket not closed with 1001: %v", err)
 	}
+	// No Redis is configured: serve says the Superset mirror is off, once.
+	if n := strings.Count(logs.String(), "Superset Redis mirror off"); n != 1 {
+		t.Fatalf("%d 'Superset Redis mirror off' lines, want 1; log:\n%s", n, logs.String())
+	}
 }
 
 func waitReady(t *testing.T, base string) {

@@ -84,6 +84,10 @@ func serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, listening
 	if err != nil {
 		return err
 	}
+	if ingestRun == nil && cfg.Ingest.Enabled == nil {
+		log.Warn(`Superset Redis mirror off: no "redis" block or REDIS_* variable is configured, so nothing Superset writes to Redis reaches browsers ` +
+			`(superset-websocket read 127.0.0.1:6379 by default); set REDIS_HOST or add a "redis" block to mirror it, or set ingest.enabled false (PUSHBRIDGE_INGEST_ENABLED=false) if you publish otherwise`)
+	}
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr())
 	if err != nil {
