@@ -3,8 +3,10 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +72,13 @@ func (r *rig) start(cfg Config) *running {
 
 func startMirror(t testing.TB, cfg Config, redisAddr string, events *eventlog.Log, logs *syncBuffer) *running {
 	t.Helper()
+	return startMirrorWith(t, cfg, redisAddr, events, logs, nil)
+}
+
+// startMirrorWith is startMirror; tweak, when set, adjusts the mirror
+// before it runs (test hooks).
+func startMirrorWith(t testing.TB, cfg Config, redisAddr string, events *eventlog.Log, logs *syncBuffer, tweak func(*Mirror)) *running {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	if cfg.Logger == nil {
@@ -85,6 +94,9 @@ func startMirror(t testing.TB, cfg Config, redisAddr string, events *eventlog.Lo
 	m, err := New(cfg, rdb, events)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &running{m: m, cancel: cancel, done: make(chan error, 1), reg: reg}
@@ -106,8 +118,37 @@ func (r *running) stop(t testing.TB) {
 	}
 }
 
+// fastFailRedis gives the mirror a Redis client without go-redis's own
+// retries (which hold a command for seconds while Redis is down), so that
+// a test sees the mirror's retries.
+func fastFailRedis(t testing.TB, addr string) func(*Mirror) {
+	return func(m *Mirror) {
+		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second, Protocol: 2})
+		t.Cleanup(func() { _ = c.Close() })
+		m.rdb = c
+	}
+}
+
+// state is the mirror's state as Ready reports it.
+func (r *running) state() string {
+	_, s := r.m.Ready()
+	return s
+}
+
+// waitState waits until the mirror's state contains part.
+func (r *running) waitState(t testing.TB, part string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(r.state(), part) {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror state %q after %s, want it to contain %q", r.state(), timeout, part)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // counter reads a metric of the mirror.
-func (r *running) counter(t *testing.T, name, label string) float64 {
+func (r *running) counter(t testing.TB, name, label string) float64 {
 	t.Helper()
 	mfs, err := r.reg.Gather()
 	if err != nil {
@@ -209,6 +250,93 @@ func xadd(t *testing.T, rdb redis.Cmdable, w *written, channels, n, offset int) 
 	}
 }
 
+// xaddMany is xadd through a pipeline, for large backlogs: the same
+// events, written much faster. It returns the firehose ids in order.
+func xaddMany(t testing.TB, rdb *redis.Client, w *written, channels, n, offset int) []string {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	for start := 0; start < n; start += 500 {
+		pipe := rdb.Pipeline()
+		type pending struct {
+			ch, data string
+			cmd      *redis.StringCmd
+		}
+		var batch []pending
+		for i := start; i < min(start+500, n); i++ {
+			ch := fmt.Sprintf("chan-%d", (offset+i)%channels)
+			data := redistest.FlaskEvent(ch, fmt.Sprintf("job-%d", offset+i), 1, "done")
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: prefix + ch, MaxLen: 1000, Approx: true, Values: []any{"data", data}})
+			cmd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: prefix + "full", MaxLen: 1_000_000, Approx: true, Values: []any{"data", data}})
+			batch = append(batch, pending{ch, data, cmd})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batch {
+			w.add(b.ch, b.cmd.Val(), b.data)
+			ids = append(ids, b.cmd.Val())
+		}
+	}
+	return ids
+}
+
+// waitFor polls cond until it holds, failing after timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// writer XADDs Flask-style events round robin over channels, paced, until
+// stopped; it records what it wrote.
+type writer struct {
+	w    *written
+	stop chan struct{}
+	done chan error
+}
+
+func startWriter(rdb redis.Cmdable, channels int) *writer {
+	wr := &writer{w: newWritten(), stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-wr.stop:
+				wr.done <- nil
+				return
+			default:
+			}
+			ch := fmt.Sprintf("chan-%d", i%channels)
+			data := redistest.FlaskEvent(ch, fmt.Sprintf("job-%d", i), 1, "done")
+			_, fid, err := redistest.XAddFlask(context.Background(), rdb, prefix, ch, data)
+			if err != nil {
+				wr.done <- err
+				return
+			}
+			wr.w.add(ch, fid, data)
+			if i%20 == 19 {
+				time.Sleep(5 * time.Millisecond) // about 2,000 events/s
+			}
+		}
+	}()
+	return wr
+}
+
+// finish stops the writer and returns what it wrote.
+func (wr *writer) finish(t *testing.T) *written {
+	t.Helper()
+	close(wr.stop)
+	if err := <-wr.done; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	return wr.w
+}
+
 // checkExactlyOnce compares the stream with what was written: every event
 // once, byte for byte, in Redis order per channel.
 func checkExactlyOnce(t *testing.T, events *eventlog.Log, w *written) {
@@ -253,6 +381,47 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// ingestKV opens the mirror's KV bucket (the mirror creates it).
+func ingestKV(t testing.TB, nc *nats.Conn) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kv, err := js.KeyValue(context.Background(), "PUSHBRIDGE_INGEST")
+		if err == nil {
+			return kv
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest bucket: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var cpKeyFull = kvKey("checkpoint.", prefix+"full")
+
+// putCheckpoint overwrites the checkpoint, as an operator (or a bug) might.
+func putCheckpoint(t testing.TB, kv jetstream.KeyValue, cp checkpoint) {
+	t.Helper()
+	b, _ := json.Marshal(cp)
+	if _, err := kv.Put(context.Background(), cpKeyFull, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// getCheckpoint reads the checkpoint and its revision.
+func getCheckpoint(t testing.TB, kv jetstream.KeyValue) (checkpoint, uint64) {
+	t.Helper()
+	cp, rev, ok, err := loadCheckpoint(context.Background(), kv, cpKeyFull)
+	if err != nil || !ok {
+		t.Fatalf("checkpoint: %v (found %v)", err, ok)
+	}
+	return cp, rev
 }
 
 func quietLog(w *syncBuffer) *slog.Logger {

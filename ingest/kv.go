@@ -31,36 +31,67 @@ func kvKey(prefix, redisKey string) string {
 // and including ID has been stored in JetStream (or skipped as bad).
 type checkpoint struct {
 	ID string `json:"id"`
-	// At is when it was written (Unix ms), to judge whether the stream's
-	// dedupe window still covers the entries after it.
+	// At is when it was written (Unix ms). A mirror writes the checkpoint
+	// only when its position moved, so At is also when that position was
+	// reached; it is reported, not relied on (see overlapCheck).
 	At     int64  `json:"at"`
 	Holder string `json:"holder"`
+	// Ord is the entry's ordinal in the firehose (Redis 7 entries-added
+	// numbering), when known: it tells how many entries a trim removed.
+	Ord *int64 `json:"ord,omitempty"`
 }
 
-func loadCheckpoint(ctx context.Context, kv jetstream.KeyValue, key string) (checkpoint, bool, error) {
+// ord returns the checkpoint's ordinal, or -1 when it is not known.
+func (cp checkpoint) ord() int64 {
+	if cp.Ord == nil || *cp.Ord < 0 {
+		return -1
+	}
+	return *cp.Ord
+}
+
+// loadCheckpoint reads the checkpoint and its KV revision (the revision
+// the next write must name).
+func loadCheckpoint(ctx context.Context, kv jetstream.KeyValue, key string) (checkpoint, uint64, bool, error) {
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return checkpoint{}, false, nil
+		return checkpoint{}, 0, false, nil
 	}
 	if err != nil {
-		return checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+		return checkpoint{}, 0, false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	var cp checkpoint
 	if err := json.Unmarshal(e.Value(), &cp); err != nil {
-		return checkpoint{}, false, fmt.Errorf("checkpoint %s is corrupt: %w", key, err)
+		return checkpoint{}, 0, false, fmt.Errorf("checkpoint %s is corrupt: %w", key, err)
 	}
 	if _, err := parseStreamID(cp.ID); err != nil {
-		return checkpoint{}, false, fmt.Errorf("checkpoint %s: %w", key, err)
+		return checkpoint{}, 0, false, fmt.Errorf("checkpoint %s: %w", key, err)
 	}
-	return cp, true, nil
+	return cp, e.Revision(), true, nil
 }
 
-func saveCheckpoint(ctx context.Context, kv jetstream.KeyValue, key string, cp checkpoint) error {
+// errCheckpointConflict says the checkpoint's revision is not the one the
+// writer last knew: another mirror wrote it.
+var errCheckpointConflict = errors.New("checkpoint written by another mirror")
+
+// writeCheckpoint writes cp by compare-and-set: it creates the key when rev
+// is 0 and otherwise updates it only if its revision is still rev. It
+// returns the new revision, or an error wrapping errCheckpointConflict.
+func writeCheckpoint(ctx context.Context, kv jetstream.KeyValue, key string, cp checkpoint, rev uint64) (uint64, error) {
 	b, _ := json.Marshal(cp)
-	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("write checkpoint %s: %w", cp.ID, err)
+	var next uint64
+	var err error
+	if rev == 0 {
+		next, err = kv.Create(ctx, key, b)
+	} else {
+		next, err = kv.Update(ctx, key, b, rev)
 	}
-	return nil
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return 0, fmt.Errorf("write checkpoint %s: %w: %w", cp.ID, errCheckpointConflict, err)
+	case err != nil:
+		return 0, fmt.Errorf("write checkpoint %s: %w", cp.ID, err)
+	}
+	return next, nil
 }
 
 // lease is a mirror's claim to be the one publishing.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -52,6 +53,12 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// Instance names this mirror in the lease. Default host name and pid.
 	Instance string
+	// Conn is the NATS connection the mirror publishes on and keeps its
+	// lease and checkpoint with. Default: the event log's connection. Give
+	// the mirror a connection of its own made with nats.ReconnectBufSize(-1):
+	// a connection that buffers publishes while it reconnects can deliver
+	// them after the lease has passed to another mirror.
+	Conn *nats.Conn
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the metrics. Default: a private registry.
@@ -103,6 +110,7 @@ func (c *Config) setDefaults() {
 type Mirror struct {
 	cfg      Config
 	rdb      redis.UniversalClient
+	nc       *nats.Conn
 	js       jetstream.JetStream
 	events   *eventlog.Log
 	log      *slog.Logger
@@ -113,6 +121,18 @@ type Mirror struct {
 
 	state     atomic.Value // string, for Ready and logs
 	lastState string       // owned by Run's goroutine
+
+	// clock is the origin of leaseUntil: nanoseconds on the monotonic
+	// clock after which this mirror no longer counts as the lease holder.
+	clock      time.Time
+	leaseUntil atomic.Int64
+	// backoff paces retries after failures; owned by Run's goroutine (the
+	// pipeline runs on it and resets it once it reads).
+	backoff *backoff
+
+	// renewHook, when set (tests), runs before each lease renewal with the
+	// term's context: a hook that blocks stalls the renewals.
+	renewHook func(context.Context)
 }
 
 // New builds a mirror that reads rdb and appends to events through a
@@ -127,25 +147,72 @@ func New(cfg Config, rdb redis.UniversalClient, events *eventlog.Log) (*Mirror, 
 	if cfg.ReadBlock > time.Second {
 		cfg.ReadBlock = time.Second
 	}
-	js, err := jetstream.New(events.Conn(),
+	nc := cfg.Conn
+	if nc == nil {
+		nc = events.Conn()
+	}
+	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight),
-		jetstream.WithPublishAsyncTimeout(10*time.Second))
+		jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
 	}
 	m := &Mirror{
 		cfg:      cfg,
 		rdb:      rdb,
+		nc:       nc,
 		js:       js,
 		events:   events,
 		log:      cfg.Logger.With("component", "ingest"),
 		metrics:  newMetrics(cfg.Registerer),
 		firehose: cfg.Prefix + "full",
+		clock:    time.Now(),
+		backoff:  newBackoff(100*time.Millisecond, 5*time.Second),
 	}
 	m.cpKey = kvKey("checkpoint.", m.firehose)
 	m.leaseKey = kvKey("lease.", m.firehose)
 	m.state.Store("starting")
+	if nc.Opts.ReconnectBufSize >= 0 {
+		m.log.Warn("the mirror's NATS connection buffers publishes while it reconnects; give it one made with nats.ReconnectBufSize(-1)",
+			"reconnect_buf_size", nc.Opts.ReconnectBufSize)
+	}
 	return m, nil
+}
+
+// publishTimeout bounds the wait for a publish's acknowledgement.
+const publishTimeout = 10 * time.Second
+
+// leaseMargin is how long before its lease expires (by the writer's clock)
+// a mirror stops publishing: the renewal has that long to come back, and the
+// mirrors' clocks may differ by up to that much.
+func (m *Mirror) leaseMargin() time.Duration { return m.cfg.LeaseTTL / 4 }
+
+// holdLease records that the lease was acquired or renewed by a request
+// sent at sent: it is ours until sent + TTL - margin on the local monotonic
+// clock, whatever happens to the renewals.
+func (m *Mirror) holdLease(sent time.Time) {
+	m.leaseUntil.Store(int64(sent.Sub(m.clock) + m.cfg.LeaseTTL - m.leaseMargin()))
+}
+
+// dropLease records that the lease is no longer ours.
+func (m *Mirror) dropLease() { m.leaseUntil.Store(0) }
+
+// leaseValid reports whether the lease is still ours by the local clock.
+// The pipeline checks it before every publish and checkpoint write.
+func (m *Mirror) leaseValid() bool {
+	return int64(time.Since(m.clock)) < m.leaseUntil.Load()
+}
+
+// errLeaseExpired ends a leadership term whose lease was not renewed in
+// time (a stalled renewal, a paused process): another mirror may hold it.
+var errLeaseExpired = errors.New("lease expired: not renewed in time, stopped publishing")
+
+// stopLeading resets what only a leader reports.
+func (m *Mirror) stopLeading() {
+	m.dropLease()
+	m.metrics.leader.Set(0)
+	m.metrics.lagEntries.Set(0)
+	m.metrics.lagSeconds.Set(0)
 }
 
 // Ready reports whether the mirror works: it publishes (leader) or stands
@@ -179,7 +246,6 @@ func (m *Mirror) setState(s string, err error) {
 // holds it, and retries with capped, jittered backoff after failures. It
 // returns nil when ctx ends.
 func (m *Mirror) Run(ctx context.Context) error {
-	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	var kv jetstream.KeyValue
 	for ctx.Err() == nil {
 		var err error
@@ -187,13 +253,14 @@ func (m *Mirror) Run(ctx context.Context) error {
 			kv, err = m.bucket(ctx)
 			if err != nil {
 				m.setState("nats unavailable: "+err.Error(), err)
-				backoff.wait(ctx)
+				m.backoff.wait(ctx)
 				continue
 			}
 		}
+		sent := time.Now() // the lease's expiry is computed after this
 		rev, holder, err := acquireLease(ctx, kv, m.leaseKey, m.cfg.Instance, m.cfg.LeaseTTL)
 		if errors.Is(err, errLeaseHeld) {
-			m.metrics.leader.Set(0)
+			m.stopLeading()
 			m.setState("standby (lease held by "+holder+")", nil)
 			select {
 			case <-ctx.Done():
@@ -203,19 +270,18 @@ func (m *Mirror) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			m.setState("nats unavailable: "+err.Error(), err)
-			backoff.wait(ctx)
+			m.backoff.wait(ctx)
 			continue
 		}
+		m.holdLease(sent)
 		err = m.lead(ctx, kv, rev)
-		m.metrics.leader.Set(0)
+		m.stopLeading()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			m.setState("failing: "+err.Error(), err)
-			backoff.wait(ctx)
-		} else {
-			backoff.reset()
+			m.backoff.wait(ctx)
 		}
 	}
 	return nil
@@ -236,10 +302,12 @@ func (m *Mirror) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // lead mirrors while holding the lease. It renews the lease in the
-// background and stops the pipeline the moment a renewal fails.
+// background and stops the pipeline the moment a renewal fails; the
+// pipeline itself stops publishing when the lease's local deadline passes
+// unrenewed (a renewal that hangs, a paused process).
 func (m *Mirror) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) error {
 	m.metrics.leader.Set(1)
-	// "leader" once the pipeline knows where it starts (pipeline.run).
+	// "leader" once the pipeline has read the firehose (readOnce).
 	m.setState("starting: lease acquired", nil)
 	lctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
@@ -256,32 +324,42 @@ func (m *Mirror) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 			case <-tick.C:
 			}
 			rctx, rcancel := context.WithTimeout(lctx, m.cfg.LeaseTTL/3)
+			if m.renewHook != nil {
+				m.renewHook(lctx)
+			}
+			sent := time.Now()
 			revMu.Lock()
 			next, err := renewLease(rctx, kv, m.leaseKey, m.cfg.Instance, m.cfg.LeaseTTL, rev)
 			if err == nil {
 				rev = next
+				m.holdLease(sent)
 			}
 			revMu.Unlock()
 			rcancel()
 			if err != nil {
+				if lctx.Err() != nil {
+					return // stopping anyway
+				}
+				m.dropLease()
 				cancel(fmt.Errorf("lease lost: %w", err))
 				return
 			}
 		}
 	}()
-	p := &pipeline{m: m, kv: kv, busy: make(map[string]int)}
+	p := newPipeline(m, kv)
 	err := p.run(lctx)
 	cancel(nil)
 	wg.Wait()
 	if cause := context.Cause(lctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
-	// Leave cleanly: save the position and hand the lease over.
+	// Leave cleanly: save the position (only while the lease is still ours)
+	// and hand the lease over.
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer scancel()
 	p.save(sctx, true)
 	revMu.Lock()
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && m.leaseValid() {
 		releaseLease(sctx, kv, m.leaseKey, rev)
 	}
 	revMu.Unlock()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
@@ -145,24 +144,115 @@ func TestRedisRestartMidStream(t *testing.T) {
 	}
 }
 
+// TestGapIsReported: the firehose was trimmed past the checkpoint while
+// the mirror was away. The error names the range that was lost and how many
+// entries it held (Redis 7 counts entries added), and counts one gap.
 func TestGapIsReported(t *testing.T) {
 	r := newRig(t, eventlog.Config{})
 	run := r.start(Config{Start: "all"})
 	w := newWritten()
-	xadd(t, r.rdb, w, 2, 10, 0)
+	ids := xaddMany(t, r.rdb, w, 2, 10, 0)
 	waitStored(t, r.events, 10, 20*time.Second)
 	run.stop(t)
-	// While the mirror is away the firehose grows and is trimmed past its
-	// checkpoint.
-	lost := newWritten()
-	xadd(t, r.rdb, lost, 2, 20, 10)
+	// While the mirror is away the firehose grows by 20 and is trimmed to
+	// its last 5: 15 entries after the checkpoint are gone.
+	later := xaddMany(t, r.rdb, newWritten(), 2, 20, 10)
 	if err := r.rdb.XTrimMaxLen(context.Background(), prefix+"full", 5).Err(); err != nil {
 		t.Fatal(err)
 	}
 	run2 := r.start(Config{Start: "all"})
-	waitLogged(t, r.logs, "firehose was trimmed past the mirror's position")
+	waitLogged(t, r.logs, "firehose was trimmed past the mirror's position", "after="+ids[9], "first_entry="+later[15], "lost=15")
 	waitCounter(t, run2, "pushbridge_ingest_gaps_total", "", 1)
 	waitStored(t, r.events, 15, 20*time.Second) // the 10 before and the 5 kept
+}
+
+// TestTrimmedCheckpointEntryIsNoGap: the trim removed the checkpoint entry
+// itself (mirrored before) and nothing after it: no gap is reported.
+func TestTrimmedCheckpointEntryIsNoGap(t *testing.T) {
+	r := newRig(t, eventlog.Config{})
+	run := r.start(Config{Start: "all"})
+	w := newWritten()
+	xaddMany(t, r.rdb, w, 2, 10, 0)
+	waitStored(t, r.events, 10, 20*time.Second)
+	run.stop(t)
+	xaddMany(t, r.rdb, w, 2, 5, 10)
+	if err := r.rdb.XTrimMaxLen(context.Background(), prefix+"full", 5).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run2 := r.start(Config{Start: "all"})
+	waitStored(t, r.events, 15, 20*time.Second)
+	checkExactlyOnce(t, r.events, w)
+	waitLogged(t, r.logs, "ingest state changed", "state=leader")
+	if got := run2.counter(t, "pushbridge_ingest_gaps_total", ""); got != 0 {
+		t.Fatalf("%v gaps reported; log:\n%s", got, r.logs.String())
+	}
+	if strings.Contains(r.logs.String(), "trimmed past") {
+		t.Fatalf("false gap logged:\n%s", r.logs.String())
+	}
+}
+
+// TestLagGaugesResetWhenNotLeading: a mirror catching up reports its lag
+// (capped); once it stands by, its gauges read 0 instead of the last lag
+// it saw.
+func TestLagGaugesResetWhenNotLeading(t *testing.T) {
+	r := newRig(t, eventlog.Config{})
+	xaddMany(t, r.rdb, newWritten(), 100, 30000, 0)
+	run := r.start(Config{Start: "all", LeaseTTL: time.Second, MaxInFlight: 1, ReadCount: 10})
+	waitFor(t, "lag reported", 20*time.Second, func() bool {
+		return run.counter(t, "pushbridge_ingest_lag_entries", "") > 0
+	})
+	if got := run.counter(t, "pushbridge_ingest_lag_entries", ""); got > lagCap {
+		t.Fatalf("lag %v above the cap", got)
+	}
+	stealLease(t, ingestKV(t, r.nc), "thief")
+	run.waitState(t, "standby (lease held by thief)", 10*time.Second)
+	for _, g := range []string{"pushbridge_ingest_lag_entries", "pushbridge_ingest_lag_seconds", "pushbridge_ingest_leader"} {
+		if got := run.counter(t, g, ""); got != 0 {
+			t.Errorf("%s = %v on a standby", g, got)
+		}
+	}
+}
+
+// TestRetriesAfterRedisOutage: while Redis is away the mirror retries with
+// growing backoff and never claims to lead; once it has read again, the
+// backoff starts over, so that the next outage is retried promptly.
+func TestRetriesAfterRedisOutage(t *testing.T) {
+	r := newRig(t, eventlog.Config{})
+	run := r.start(Config{Start: "all"})
+	w := newWritten()
+	xadd(t, r.rdb, w, 3, 3, 0)
+	waitStored(t, r.events, 3, 20*time.Second)
+	run.stop(t)
+
+	r.redis.Stop()
+	mark := len(r.logs.String())
+	errs := func(run *running) float64 { return run.counter(t, "pushbridge_ingest_redis_errors_total", "") }
+	run2 := startMirrorWith(t, Config{Start: "all"}, r.redis.Addr(), r.events, r.logs,
+		func(m *Mirror) {
+			fastFailRedis(t, r.redis.Addr())(m)
+			m.backoff = newBackoff(10*time.Millisecond, 2*time.Second)
+		})
+	waitFor(t, "the backoff at its cap", 30*time.Second, func() bool { return errs(run2) >= 10 })
+	if strings.Contains(r.logs.String()[mark:], "state=leader") {
+		t.Fatalf("claimed to lead while Redis was away:\n%s", r.logs.String()[mark:])
+	}
+	r.redis.Restart()
+	xadd(t, r.rdb, w, 3, 3, 3)
+	waitStored(t, r.events, 6, 20*time.Second)
+	run2.waitState(t, "leader", 10*time.Second)
+
+	r.redis.Stop()
+	before := errs(run2)
+	waitFor(t, "the next failure", 10*time.Second, func() bool { return errs(run2) > before })
+	first := errs(run2)
+	time.Sleep(time.Second) // a second of retries
+	if n := errs(run2) - first; n < 3 {
+		t.Fatalf("%v retries in the second after a new outage: the backoff did not start over", n)
+	}
+	r.redis.Restart()
+	xadd(t, r.rdb, w, 3, 3, 6)
+	waitStored(t, r.events, 9, 20*time.Second)
+	checkExactlyOnce(t, r.events, w)
 }
 
 // TestOldCheckpointIsVerified: after an outage longer than the dedupe
@@ -176,16 +266,9 @@ func TestOldCheckpointIsVerified(t *testing.T) {
 	waitStored(t, r.events, 30, 20*time.Second)
 	run.stop(t)
 	// Pretend the last checkpoint was written long ago, after 10 entries.
-	js, _ := jetstream.New(r.nc)
-	kv, err := js.KeyValue(context.Background(), "PUSHBRIDGE_INGEST")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := ingestKV(t, r.nc)
 	tenth := w.ids["chan-0"][3] // chan-0 holds entries 0,3,6,9: its 4th is the 10th entry
-	old := checkpoint{ID: tenth, At: time.Now().Add(-time.Hour).UnixMilli(), Holder: "test"}
-	if err := saveCheckpoint(context.Background(), kv, kvKey("checkpoint.", prefix+"full"), old); err != nil {
-		t.Fatal(err)
-	}
+	putCheckpoint(t, kv, checkpoint{ID: tenth, At: time.Now().Add(-time.Hour).UnixMilli(), Holder: "test"})
 	time.Sleep(1100 * time.Millisecond) // the dedupe window (1s) is over
 	run2 := r.start(Config{Start: "all"})
 	xadd(t, r.rdb, w, 3, 6, 30)

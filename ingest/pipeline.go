@@ -26,19 +26,41 @@ type pipeline struct {
 	// cursor is the last entry read; acked the last entry up to which
 	// everything is stored (or skipped).
 	cursor, acked streamID
+	// cursorOrd and ackedOrd are their ordinals in the firehose (Redis 7
+	// entries-added numbering; see probe.go), or -1 when unknown.
+	cursorOrd, ackedOrd int64
 	// pending are the entries read and not yet settled, in Redis order.
 	pending []*inflight
 	// busy counts in-flight publishes per channel (0 or 1).
 	busy map[string]int
-	// verify is how many more entries to check against the stream before
-	// publishing (after a checkpoint older than the dedupe window allows).
-	verify int
+	// overlap recognises entries stored before this pass began.
+	overlap overlapCheck
 
-	saved     streamID
-	savedAt   time.Time
+	// saved is the checkpoint as last read or written, cpRev its KV
+	// revision: the next write is a compare-and-set on it.
+	saved   streamID
+	cpRev   uint64
+	savedAt time.Time
+
 	lastProbe time.Time
-	// gapReported is the end of the last trimmed range reported.
+	// gapReported is the end of the last lost range reported.
 	gapReported streamID
+	// readOK is set once an XREAD succeeded in this term.
+	readOK bool
+	// stuck paces rewinds that make no progress (the stream unavailable);
+	// rewoundAt is where the last rewind went back to.
+	stuck     *backoff
+	rewoundAt streamID
+}
+
+func newPipeline(m *Mirror, kv jetstream.KeyValue) *pipeline {
+	return &pipeline{
+		m: m, kv: kv, busy: make(map[string]int),
+		cursorOrd: -1, ackedOrd: -1,
+		overlap:   overlapCheck{span: 2 * m.cfg.MaxInFlight},
+		stuck:     newBackoff(50*time.Millisecond, 5*time.Second),
+		rewoundAt: streamID{ms: ^uint64(0)},
+	}
 }
 
 // inflight is an entry read and not yet settled. fut is nil for an entry
@@ -47,6 +69,7 @@ type pipeline struct {
 // published again.
 type inflight struct {
 	id      streamID
+	ord     int64
 	channel string
 	fut     jetstream.PubAckFuture
 	failed  bool
@@ -69,9 +92,6 @@ func (p *pipeline) run(ctx context.Context) error {
 	if err := p.start(ctx); err != nil {
 		return err
 	}
-	// Leader only now: every entry added from here on is mirrored (with
-	// start "new", entries added before this point are not).
-	p.m.setState("leader", nil)
 	for ctx.Err() == nil {
 		err := p.readOnce(ctx)
 		if errors.Is(err, errRewind) {
@@ -79,71 +99,91 @@ func (p *pipeline) run(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			p.drain(ctx)
+			p.finish(!errors.Is(err, errLeaseExpired))
 			return err
 		}
 	}
-	// Stopping: collect the acknowledgements still coming so that the
-	// final checkpoint covers them.
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = p.settle(sctx, true)
-	cancel()
-	p.drain(context.Background())
+	p.finish(true)
 	return nil
+}
+
+// finish collects the acknowledgements still coming, so that the final
+// checkpoint covers them (when collect), and forgets the rest.
+func (p *pipeline) finish(collect bool) {
+	if collect {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = p.settle(sctx, true)
+		cancel()
+	}
+	p.drain(context.Background())
 }
 
 // start finds where to resume.
 func (p *pipeline) start(ctx context.Context) error {
 	m := p.m
-	if mp := m.events.Conn().MaxPayload(); mp > 0 && int64(m.events.Config().MaxMsgSize) > mp {
+	if mp := m.nc.MaxPayload(); mp > 0 && int64(m.events.Config().MaxMsgSize) > mp {
 		m.log.Warn("stream.maxMsgSize exceeds the NATS server's max_payload: larger entries are skipped as too_large",
 			"max_msg_size", m.events.Config().MaxMsgSize, "max_payload", mp)
 	}
-	cp, ok, err := loadCheckpoint(ctx, p.kv, m.cpKey)
+	cp, rev, ok, err := loadCheckpoint(ctx, p.kv, m.cpKey)
 	if err != nil {
 		return err
 	}
 	if ok {
+		// The checkpoint is not written again until the position moves: a
+		// term that fails before it reads anything leaves it as it was.
 		p.acked, _ = parseStreamID(cp.ID)
-		age := time.Since(time.UnixMilli(cp.At))
-		if age > m.events.Config().Duplicates/2 {
-			// Entries acked after this checkpoint may have left the dedupe
-			// window: check the first ones against the stream.
-			p.verify = 2 * m.cfg.MaxInFlight
-			m.log.Info("resuming from an old checkpoint; checking the overlap against the stream",
-				"checkpoint", cp.ID, "age", age.Round(time.Second), "entries_checked", p.verify)
-		}
-		m.log.Info("ingest resuming", "firehose", m.firehose, "after", cp.ID, "written_by", cp.Holder)
+		p.ackedOrd = cp.ord()
+		p.saved, p.cpRev, p.savedAt = p.acked, rev, time.Now()
+		m.metrics.checkpointMs.Set(float64(p.acked.ms))
+		m.log.Info("ingest resuming", "firehose", m.firehose, "after", cp.ID, "written_by", cp.Holder,
+			"age", time.Since(time.UnixMilli(cp.At)).Round(time.Millisecond))
 	} else {
-		if p.acked, err = p.startPosition(ctx); err != nil {
+		if p.acked, p.ackedOrd, err = p.startPosition(ctx); err != nil {
 			return err
 		}
+		// Checkpointed at once, so that a crash right after starting does
+		// not skip entries (start "new" would otherwise move on). Creating
+		// it fails if another mirror created it meanwhile: the next term
+		// resumes from that one.
+		if p.cpRev, err = writeCheckpoint(ctx, p.kv, m.cpKey, p.checkpoint(), 0); err != nil {
+			return err
+		}
+		p.saved, p.savedAt = p.acked, time.Now()
 		m.log.Info("ingest starting without a checkpoint", "firehose", m.firehose, "start", m.cfg.Start, "after", p.acked.String())
 	}
-	p.cursor = p.acked
-	p.saved = streamID{ms: ^uint64(0)} // force the first save
-	p.save(ctx, true)
-	p.checkGap(ctx)
+	p.cursor, p.cursorOrd = p.acked, p.ackedOrd
+	if ok {
+		// Without a checkpoint no mirror has published: each creates it
+		// before it reads.
+		p.overlap.begin()
+		p.checkGap(ctx)
+	}
 	return nil
 }
 
-// startPosition resolves Config.Start for a first run.
-func (p *pipeline) startPosition(ctx context.Context) (streamID, error) {
+// startPosition resolves Config.Start for a first run, with the
+// position's ordinal when Redis tells it (-1 otherwise).
+func (p *pipeline) startPosition(ctx context.Context) (streamID, int64, error) {
 	switch p.m.cfg.Start {
-	case "all":
-		return streamID{}, nil
-	case "new":
+	case "all", "new":
 		info, err := p.m.rdb.XInfoStream(ctx, p.m.firehose).Result()
 		if err != nil {
 			if isNoSuchKey(err) {
-				return streamID{}, nil // no firehose yet: everything is new
+				return streamID{}, 0, nil // no firehose yet: everything is new
 			}
 			p.m.metrics.redisErrors.Inc()
-			return streamID{}, fmt.Errorf("xinfo stream %s: %w", p.m.firehose, err)
+			return streamID{}, -1, fmt.Errorf("xinfo stream %s: %w", p.m.firehose, err)
 		}
-		return parseStreamID(info.LastGeneratedID)
+		st := parseStreamInfo(info)
+		if p.m.cfg.Start == "all" {
+			// Before the first entry held: its ordinal is one less.
+			return streamID{}, st.ordBeforeFirst(), nil
+		}
+		return st.last, st.ordOfLast(), nil
 	}
-	return parseStreamID(p.m.cfg.Start)
+	id, err := parseStreamID(p.m.cfg.Start)
+	return id, -1, err
 }
 
 func isNoSuchKey(err error) bool {
@@ -153,6 +193,9 @@ func isNoSuchKey(err error) bool {
 // readOnce reads one batch and publishes it.
 func (p *pipeline) readOnce(ctx context.Context) error {
 	m := p.m
+	if !m.leaseValid() {
+		return errLeaseExpired
+	}
 	res, err := m.rdb.XRead(ctx, &redis.XReadArgs{
 		Streams: []string{m.firehose, p.cursor.String()},
 		Count:   int64(m.cfg.ReadCount),
@@ -168,7 +211,6 @@ func (p *pipeline) readOnce(ctx context.Context) error {
 		m.metrics.redisErrors.Inc()
 		return fmt.Errorf("xread %s: %w", m.firehose, err)
 	}
-	m.setState("leader", nil)
 	var n int
 	for _, stream := range res {
 		for _, msg := range stream.Messages {
@@ -182,6 +224,15 @@ func (p *pipeline) readOnce(ctx context.Context) error {
 	// so that the checkpoint and the lag are current.
 	if err := p.settle(ctx, n < m.cfg.ReadCount); err != nil {
 		return err
+	}
+	if !p.readOK {
+		// Leader only now: the term reads the firehose from a known
+		// position (with start "new", entries added before it are not
+		// mirrored) and its first batch went through. Failures before this
+		// no longer slow the next retry.
+		p.readOK = true
+		m.backoff.reset()
+		m.setState("leader", nil)
 	}
 	p.save(ctx, false)
 	if time.Since(p.lastProbe) > time.Second {
@@ -201,19 +252,25 @@ func (p *pipeline) handle(ctx context.Context, msg redis.XMessage) error {
 		return fmt.Errorf("firehose returned %w", err)
 	}
 	p.cursor = id
+	if p.cursorOrd >= 0 {
+		p.cursorOrd++
+	}
 	channel, data, reason := parseEntry(msg.Values, int(m.events.Config().MaxMsgSize))
 	if reason != "" {
+		p.overlap.step(false)
 		p.skip(msg.ID, reason, msg.Values)
-		p.pending = append(p.pending, &inflight{id: id})
+		p.settled(id)
 		return nil
 	}
-	if p.verify > 0 {
-		p.verify--
-		if stored, err := p.stored(ctx, channel, id); err != nil {
+	if p.overlap.active {
+		v, err := p.overlap.check(ctx, m, channel, id)
+		if err != nil {
 			return err
-		} else if stored {
+		}
+		p.overlap.step(v == notStored)
+		if v == isStored {
 			m.metrics.duplicates.Inc()
-			p.pending = append(p.pending, &inflight{id: id})
+			p.settled(id)
 			return nil
 		}
 	}
@@ -223,6 +280,9 @@ func (p *pipeline) handle(ctx context.Context, msg redis.XMessage) error {
 		if err := p.settleHead(ctx, true); err != nil {
 			return err
 		}
+	}
+	if !m.leaseValid() {
+		return errLeaseExpired
 	}
 	msgOut := &nats.Msg{
 		Subject: m.events.Subject(channel),
@@ -234,7 +294,7 @@ func (p *pipeline) handle(ctx context.Context, msg redis.XMessage) error {
 		// Over the server's max_payload (stream.maxMsgSize is larger than
 		// it): no retry can send it.
 		p.skip(msg.ID, skipTooLarge, msg.Values)
-		p.pending = append(p.pending, &inflight{id: id})
+		p.settled(id)
 		return nil
 	}
 	if err != nil {
@@ -243,26 +303,14 @@ func (p *pipeline) handle(ctx context.Context, msg redis.XMessage) error {
 		return errRewind
 	}
 	p.busy[channel]++
-	p.pending = append(p.pending, &inflight{id: id, channel: channel, fut: fut})
+	p.pending = append(p.pending, &inflight{id: id, ord: p.cursorOrd, channel: channel, fut: fut})
 	return nil
 }
 
-// stored reports whether the channel's last stored event carries a Redis
-// id at or after id: per-channel order is Redis order, so the entry was
-// stored already.
-func (p *pipeline) stored(ctx context.Context, channel string, id streamID) (bool, error) {
-	ev, err := p.m.events.Last(ctx, channel)
-	if errors.Is(err, eventlog.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("check %s against the stream: %w", id, err)
-	}
-	last, err := parseStreamID(ev.Header.Get(eventlog.RedisIDHeader))
-	if err != nil {
-		return false, nil // published by someone else: rely on dedupe
-	}
-	return !last.less(id), nil
+// settled queues an entry that needs no publish: it settles in order with
+// the publishes before it.
+func (p *pipeline) settled(id streamID) {
+	p.pending = append(p.pending, &inflight{id: id, ord: p.cursorOrd})
 }
 
 // settle settles finished entries at the head; with all, it waits for
@@ -340,19 +388,28 @@ func (p *pipeline) settleHeadNow(ctx context.Context, block bool) (bool, error) 
 			p.m.metrics.ackLatency.Observe(time.Since(time.UnixMilli(int64(head.id.ms))).Seconds())
 		}
 	}
-	p.acked = head.id
+	p.acked, p.ackedOrd = head.id, head.ord
 	p.pending[0] = nil
 	p.pending = p.pending[1:]
 	return true, nil
 }
 
 // rewind restarts reading after the last acknowledged entry, once every
-// publish in flight has settled (their results no longer matter: entries
-// stored already come back as duplicates).
+// publish in flight has settled. Entries after it that are stored already
+// are recognised again (overlapCheck): dedupe alone would not do if the
+// stream stayed unavailable for longer than its window.
 func (p *pipeline) rewind(ctx context.Context) {
 	p.m.metrics.rewinds.Inc()
 	p.drain(ctx)
-	p.cursor = p.acked
+	if p.acked == p.rewoundAt {
+		p.stuck.wait(ctx) // no progress since the last rewind
+	} else {
+		p.stuck.reset()
+	}
+	p.rewoundAt = p.acked
+	p.cursor, p.cursorOrd = p.acked, p.ackedOrd
+	p.overlap.begin()
+	p.checkGap(ctx)
 }
 
 // drain waits, bounded, for the publishes in flight and forgets them.
@@ -375,18 +432,62 @@ func (p *pipeline) drain(ctx context.Context) {
 }
 
 // save writes the checkpoint when it moved and the interval passed (or
-// when forced).
+// when forced), while the lease is ours.
 func (p *pipeline) save(ctx context.Context, force bool) {
-	if p.acked == p.saved || (!force && time.Since(p.savedAt) < p.m.cfg.CheckpointInterval) {
+	if !p.saved.less(p.acked) || (!force && time.Since(p.savedAt) < p.m.cfg.CheckpointInterval) || !p.m.leaseValid() {
 		return
 	}
-	cp := checkpoint{ID: p.acked.String(), At: time.Now().UnixMilli(), Holder: p.m.cfg.Instance}
-	if err := saveCheckpoint(ctx, p.kv, p.m.cpKey, cp); err != nil {
+	if err := p.write(ctx); err != nil {
 		p.m.log.Warn("checkpoint not saved; will retry", "err", err)
-		return
 	}
-	p.saved, p.savedAt = p.acked, time.Now()
-	p.m.metrics.checkpointMs.Set(float64(p.acked.ms))
+}
+
+// write stores acked as the checkpoint by compare-and-set on the revision
+// last read or written, and only while the lease is ours. If another
+// mirror wrote the checkpoint meanwhile (a deposed leader finishing its
+// last acknowledgements), the checkpoint never moves backwards: a newer
+// position is kept, an older one is overwritten.
+func (p *pipeline) write(ctx context.Context) error {
+	m := p.m
+	for attempt := 0; ; attempt++ {
+		if !m.leaseValid() {
+			return errLeaseExpired
+		}
+		rev, err := writeCheckpoint(ctx, p.kv, m.cpKey, p.checkpoint(), p.cpRev)
+		if err == nil {
+			p.saved, p.cpRev, p.savedAt = p.acked, rev, time.Now()
+			m.metrics.checkpointMs.Set(float64(p.acked.ms))
+			return nil
+		}
+		if !errors.Is(err, errCheckpointConflict) || attempt > 0 {
+			return err
+		}
+		cur, rev, ok, lerr := loadCheckpoint(ctx, p.kv, m.cpKey)
+		if lerr != nil {
+			return fmt.Errorf("%w (and reading it back: %w)", err, lerr)
+		}
+		if !ok {
+			p.cpRev = 0
+			continue
+		}
+		id, _ := parseStreamID(cur.ID)
+		m.log.Warn("the checkpoint was written by another mirror", "checkpoint", cur.ID, "written_by", cur.Holder, "acked", p.acked.String())
+		p.cpRev = rev
+		if !id.less(p.acked) {
+			p.saved, p.savedAt = id, time.Now() // ahead of us: keep it
+			return nil
+		}
+	}
+}
+
+// checkpoint is acked as a checkpoint written now.
+func (p *pipeline) checkpoint() checkpoint {
+	cp := checkpoint{ID: p.acked.String(), At: time.Now().UnixMilli(), Holder: p.m.cfg.Instance}
+	if p.ackedOrd >= 0 {
+		ord := p.ackedOrd
+		cp.Ord = &ord
+	}
+	return cp
 }
 
 // skip counts, logs and dead-letters an entry that cannot be mirrored.
@@ -404,69 +505,7 @@ func (p *pipeline) skip(redisID, reason string, values map[string]any) {
 	msg := &nats.Msg{Subject: m.cfg.DeadLetterSubject, Data: body, Header: nats.Header{
 		eventlog.RedisIDHeader: []string{redisID}, SkipReasonHeader: []string{reason},
 	}}
-	if err := m.events.Conn().PublishMsg(msg); err == nil {
+	if err := m.nc.PublishMsg(msg); err == nil {
 		m.metrics.deadLettered.Inc()
-	}
-}
-
-// probe updates the lag gauges and checks for trimmed history.
-func (p *pipeline) probe(ctx context.Context) {
-	m := p.m
-	info, err := m.rdb.XInfoStream(ctx, m.firehose).Result()
-	if err != nil {
-		if !isNoSuchKey(err) {
-			m.metrics.redisErrors.Inc()
-		}
-		return
-	}
-	tip, err := parseStreamID(info.LastGeneratedID)
-	if err != nil {
-		return
-	}
-	if !p.acked.less(tip) {
-		m.metrics.lagEntries.Set(0)
-		m.metrics.lagSeconds.Set(0)
-	} else {
-		m.metrics.lagSeconds.Set(float64(tip.ms-min(p.acked.ms, tip.ms)) / 1000)
-		n, err := m.rdb.XRange(ctx, m.firehose, "("+p.acked.String(), tip.String()).Result()
-		if err == nil {
-			m.metrics.lagEntries.Set(float64(min(len(n), 10000)))
-		}
-	}
-	p.reportGap(info)
-}
-
-// checkGap is probe's gap check, on resume.
-func (p *pipeline) checkGap(ctx context.Context) {
-	info, err := p.m.rdb.XInfoStream(ctx, p.m.firehose).Result()
-	if err == nil {
-		p.reportGap(info)
-	}
-}
-
-// reportGap logs and counts entries trimmed from the firehose before the
-// mirror read them: they were never mirrored and cannot be. Each trimmed
-// range is reported once.
-func (p *pipeline) reportGap(info *redis.XInfoStream) {
-	if p.cursor.isZero() {
-		return // reading from the beginning: nothing before it was ours
-	}
-	m := p.m
-	// An entry after the position deleted with XDEL (Redis 7 records it).
-	if deleted, err := parseStreamID(info.MaxDeletedEntryID); err == nil && p.cursor.less(deleted) && p.gapReported.less(deleted) {
-		p.gapReported = deleted
-		m.metrics.gaps.Inc()
-		m.log.Error("firehose entries after the mirror's position were deleted: these events are lost",
-			"after", p.cursor.String(), "up_to", deleted.String(), "firehose", m.firehose)
-		return
-	}
-	// Trimming (MAXLEN) removes the oldest entries: if the firehose now
-	// starts after the position, what lay between is gone.
-	first, err := parseStreamID(info.FirstEntry.ID)
-	if err == nil && info.Length > 0 && p.cursor.less(first) && p.gapReported.less(first) {
-		p.gapReported = first
-		m.metrics.gaps.Inc()
-		m.log.Error("firehose was trimmed past the mirror's position: the events between are lost",
-			"after", p.cursor.String(), "first_entry", first.String(), "firehose", m.firehose)
 	}
 }
