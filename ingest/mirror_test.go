@@ -127,23 +127,6 @@ func TestTwoMirrorsOneWriter(t *testing.T) {
 	}
 }
 
-func TestRedisRestartMidStream(t *testing.T) {
-	r := newRig(t, eventlog.Config{}, "--appendonly", "yes", "--appendfsync", "always")
-	run := r.start(Config{Start: "all"})
-	w := newWritten()
-	xadd(t, r.rdb, w, 4, 200, 0)
-	waitStored(t, r.events, 200, 20*time.Second)
-	r.redis.Stop()
-	waitLogged(t, r.logs, "ingest state changed", "xread")
-	r.redis.Restart()
-	xadd(t, r.rdb, w, 4, 200, 200)
-	waitStored(t, r.events, 400, 30*time.Second)
-	checkExactlyOnce(t, r.events, w)
-	if ok, _ := run.m.Ready(); !ok {
-		t.Fatal("mirror not ready after Redis came back")
-	}
-}
-
 // TestGapIsReported: the firehose was trimmed past the checkpoint while
 // the mirror was away. The error names the range that was lost and how many
 // entries it held (Redis 7 counts entries added), and counts one gap.
