@@ -52,11 +52,11 @@ func runIngest(ctx context.Context, e env) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mirror, rdb, err := newMirror(&cfg, elog, log, reg)
+	mirror, closeMirror, err := newMirror(&cfg, link, elog, log, reg)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer closeMirror()
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -80,34 +80,46 @@ func runIngest(ctx context.Context, e env) error {
 	return mirror.Run(ctx)
 }
 
-// newMirror builds the Redis client and the mirror.
-func newMirror(cfg *configs.Config, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer) (*ingest.Mirror, interface{ Close() error }, error) {
+// newMirror builds the Redis client, the mirror's NATS connection and the
+// mirror; closeMirror closes the connections once the mirror stopped.
+func newMirror(cfg *configs.Config, link *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer) (_ *ingest.Mirror, closeMirror func(), _ error) {
 	rdb, err := ingest.NewRedisClient(cfg.RedisClientConfig())
 	if err != nil {
 		return nil, nil, err
 	}
-	mirror, err := ingest.New(cfg.IngestConfig(log, reg), rdb, elog)
+	nc, err := link.mirrorConn(cfg)
 	if err != nil {
 		_ = rdb.Close()
 		return nil, nil, err
 	}
-	return mirror, rdb, nil
+	closeMirror = func() {
+		nc.Close()
+		_ = rdb.Close()
+	}
+	icfg := cfg.IngestConfig(log, reg)
+	icfg.Conn = nc
+	mirror, err := ingest.New(icfg, rdb, elog)
+	if err != nil {
+		closeMirror()
+		return nil, nil, err
+	}
+	return mirror, closeMirror, nil
 }
 
 // newServeIngest returns the mirror's run function when serve should
 // mirror Redis (a redis block or REDIS_* variable is present), and reports
 // its state in /ready.
-func newServeIngest(cfg *configs.Config, _ *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer, gw *bridge.Server) (func(context.Context) error, error) {
+func newServeIngest(cfg *configs.Config, link *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer, gw *bridge.Server) (func(context.Context) error, error) {
 	if !cfg.IngestEnabled() {
 		return nil, nil
 	}
-	mirror, rdb, err := newMirror(cfg, elog, log, reg)
+	mirror, closeMirror, err := newMirror(cfg, link, elog, log, reg)
 	if err != nil {
 		return nil, err
 	}
 	gw.AddReadyCheck("ingest", mirror.Ready)
 	return func(ctx context.Context) error {
-		defer rdb.Close()
+		defer closeMirror()
 		return mirror.Run(ctx)
 	}, nil
 }

@@ -159,6 +159,35 @@ func (l *natsLink) close(ctx context.Context) {
 	}
 }
 
+// mirrorConn opens the Redis mirror's own NATS connection. It does not
+// buffer publishes while it reconnects (nats.ReconnectBufSize(-1)): they
+// fail at once and the mirror retries them from its checkpoint. A buffered
+// publish would be sent after the reconnect — perhaps after the lease has
+// passed to another mirror, and after the stream's dedupe window — and be
+// stored twice. The gateway's connection keeps its buffer: its publishes
+// (the HTTP publish API, consumer pulls) are safe to deliver late.
+func (l *natsLink) mirrorConn(cfg *configs.Config) (*nats.Conn, error) {
+	const name = "pushbridge-ingest"
+	if l.embedded != nil {
+		return l.embedded.Connect(nats.Name(name), nats.ReconnectBufSize(-1))
+	}
+	opts, err := cfg.NATSOptions(name)
+	if err != nil {
+		return nil, err
+	}
+	log := l.log
+	opts = append(opts,
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected (ingest)", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected (ingest)", "server", nc.ConnectedUrlRedacted()) }),
+	)
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect the mirror to nats.url: %w", err)
+	}
+	return nc, nil
+}
+
 // openEventLog opens the stream.
 func openEventLog(ctx context.Context, cfg *configs.Config, link *natsLink, log *slog.Logger) (*eventlog.Log, error) {
 	return eventlog.Open(ctx, link.js, cfg.EventLog(log))
