@@ -194,6 +194,7 @@ func (c *Config) IngestConfig(log *slog.Logger, reg prometheus.Registerer) inges
 		DeadLetterSubject: c.Ingest.DeadLetterSubject,
 		Bucket:            c.Ingest.Bucket,
 		LeaseTTL:          c.Ingest.LeaseTTL.D(),
+		Domain:            c.JetStreamDomain(),
 		Logger:            log,
 		Registerer:        reg,
 	}

@@ -59,6 +59,10 @@ type Config struct {
 	// a connection that buffers publishes while it reconnects can deliver
 	// them after the lease has passed to another mirror.
 	Conn *nats.Conn
+	// Domain is the JetStream domain that holds the event log and the
+	// mirror's bucket ("" for the local one), as the event log's
+	// connection addresses it (nats.domain).
+	Domain string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the metrics. Default: a private registry.
@@ -151,9 +155,17 @@ func New(cfg Config, rdb redis.UniversalClient, events *eventlog.Log) (*Mirror, 
 	if nc == nil {
 		nc = events.Conn()
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight),
-		jetstream.WithPublishAsyncTimeout(publishTimeout))
+	jsOpts := []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncMaxPending(2 * cfg.MaxInFlight),
+		jetstream.WithPublishAsyncTimeout(publishTimeout),
+	}
+	var js jetstream.JetStream
+	var err error
+	if cfg.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, cfg.Domain, jsOpts...)
+	} else {
+		js, err = jetstream.New(nc, jsOpts...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
 	}

@@ -28,6 +28,8 @@ type Options struct {
 	StoreDir string
 	// Logger defaults to a logger that discards everything below Warn.
 	Logger *slog.Logger
+	// Domain is the server's JetStream domain ("": none).
+	Domain string
 }
 
 // Run starts an embedded server and connects to it in-process. Both are
@@ -56,6 +58,7 @@ func Start(tb testing.TB, o Options) *embedded.Server {
 		Name:                "test-" + time.Now().Format("150405.000000"),
 		StoreDir:            o.StoreDir,
 		Logger:              o.Logger,
+		Domain:              o.Domain,
 		LameDuckDuration:    time.Second,
 		LameDuckGracePeriod: 10 * time.Millisecond,
 	}
