@@ -23,10 +23,11 @@ type FollowOptions struct {
 	// OnError is told about consumer errors (missed heartbeats, resets);
 	// the ordered consumer recovers from them by itself.
 	OnError func(error)
-	// StallTimeout: when nothing has been delivered for this long while
-	// the stream holds events after the last one delivered, Follow gives
-	// the consumer up and returns an error wrapping ErrStalled, so that
-	// the caller starts a new one. Default 5s.
+	// StallTimeout: when nothing has been delivered for this long, and
+	// for the last half of it the stream held events after the last one
+	// delivered, Follow gives the consumer up and returns an error
+	// wrapping ErrStalled, so that the caller starts a new one. Time that
+	// handle spends blocked (back-pressure) is never a stall. Default 5s.
 	StallTimeout time.Duration
 }
 
@@ -98,6 +99,9 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 		// last seen to hold nothing newer.
 		last     atomic.Uint64
 		progress atomic.Int64
+		// handling is set while handle runs: a caller applying
+		// back-pressure is not a stalled consumer.
+		handling atomic.Bool
 	)
 	if from > 0 {
 		last.Store(from - 1)
@@ -115,7 +119,9 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 			return
 		}
 		channel, _ := l.ChannelOf(msg.Subject())
+		handling.Store(true)
 		handle(Event{Channel: channel, Seq: meta.Sequence.Stream, Data: msg.Data(), Time: meta.Timestamp, Pending: meta.NumPending})
+		handling.Store(false)
 		last.Store(meta.Sequence.Stream)
 		progress.Store(time.Now().UnixNano())
 	},
@@ -125,10 +131,17 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 	if err != nil {
 		return fmt.Errorf("eventlog: start live consumer: %w", err)
 	}
-	check := time.NewTicker(min(time.Second, opts.StallTimeout/2))
+	// The stall check looks at the stream once nothing was delivered for
+	// half the timeout, and gives up when the stream still holds newer
+	// events, undelivered, half a timeout after it first saw them: an event
+	// that arrives after an idle spell has that long to be delivered.
+	half := opts.StallTimeout / 2
+	check := time.NewTicker(min(time.Second, half/2))
 	defer check.Stop()
 	known := from > 0
 	stalled := false
+	var behindSince time.Time // when the stream was first seen ahead of last
+	var behindAt uint64       // last, then
 wait:
 	for {
 		select {
@@ -139,7 +152,8 @@ wait:
 			err = fmt.Errorf("eventlog: live consumer stopped: %w", err)
 			break wait
 		case <-check.C:
-			if time.Since(time.Unix(0, progress.Load())) < opts.StallTimeout {
+			if handling.Load() || time.Since(time.Unix(0, progress.Load())) < half {
+				behindSince = time.Time{}
 				continue
 			}
 			sctx, cancel := context.WithTimeout(ctx, opts.StallTimeout)
@@ -158,12 +172,20 @@ wait:
 			}
 			done := last.Load()
 			if st.Msgs == 0 || st.LastSeq <= done {
-				// Idle, not stalled: look again in StallTimeout.
+				// Idle, not stalled: look again in half a timeout.
 				progress.Store(time.Now().UnixNano())
+				behindSince = time.Time{}
+				continue
+			}
+			if behindSince.IsZero() || behindAt != done {
+				behindSince, behindAt = time.Now(), done
+				continue
+			}
+			if time.Since(behindSince) < half {
 				continue
 			}
 			err = fmt.Errorf("%w: nothing delivered for %s while the stream holds events up to %d, last delivered %d",
-				ErrStalled, opts.StallTimeout, st.LastSeq, done)
+				ErrStalled, time.Since(time.Unix(0, progress.Load())).Round(time.Millisecond), st.LastSeq, done)
 			if opts.OnError != nil {
 				opts.OnError(err)
 			}

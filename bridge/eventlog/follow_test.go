@@ -3,6 +3,7 @@ package eventlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,8 +76,10 @@ func TestFollowGivesUpStalledConsumer(t *testing.T) {
 		if !errors.Is(err, ErrStalled) {
 			t.Fatalf("Follow returned %v, want ErrStalled", err)
 		}
-		if took < stall {
-			t.Fatalf("gave up after %s, before the stall timeout %s", took, stall)
+		// The event was stored at paused: it had at least half the
+		// timeout to be delivered.
+		if took < stall/2-100*time.Millisecond {
+			t.Fatalf("gave up %s after the event was stored, before half the stall timeout %s", took, stall)
 		}
 		t.Logf("gave up %s after the consumer stopped: %v", took.Round(time.Millisecond), err)
 	case ev := <-got:
@@ -96,5 +99,59 @@ func TestFollowGivesUpStalledConsumer(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("restarted consumer delivered nothing")
+	}
+}
+
+// TestFollowBackPressureIsNoStall: a handler that blocks (the dispatcher
+// applying back-pressure) for several stall timeouts while the stream grows
+// does not make Follow give its consumer up.
+func TestFollowBackPressureIsNoStall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, _ := openLog(t, Config{})
+	stall := 400 * time.Millisecond
+	release := make(chan struct{})
+	got := make(chan uint64, 16)
+	done := make(chan error, 1)
+	go func() {
+		onError := func(err error) {
+			if errors.Is(err, ErrStalled) {
+				t.Errorf("back-pressure taken for a stall: %v", err)
+			}
+		}
+		done <- l.Follow(ctx, 1, FollowOptions{StallTimeout: stall, OnError: onError}, func(ev Event) {
+			if ev.Seq == 1 {
+				<-release
+			}
+			got <- ev.Seq
+		})
+	}()
+	for n := range 3 {
+		if _, err := l.Append(ctx, "a", []byte(fmt.Sprintf(`{"n":%d}`, n)), AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Follow returned while its handler was blocked: %v", err)
+	case <-time.After(4 * stall):
+	}
+	close(release)
+	for want := uint64(1); want <= 3; want++ {
+		select {
+		case seq := <-got:
+			if seq != want {
+				t.Fatalf("got %d, want %d", seq, want)
+			}
+		case err := <-done:
+			t.Fatalf("Follow returned %v before delivering %d", err, want)
+		case <-ctx.Done():
+			t.Fatalf("event %d never delivered", want)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Follow returned %v after the handler caught up", err)
+	case <-time.After(2 * stall):
 	}
 }
