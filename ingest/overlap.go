@@ -133,8 +133,12 @@ func (m *Mirror) lastStored(ctx context.Context, channel string) (channelLast, e
 	req, _ := json.Marshal(map[string]string{"last_by_subj": m.events.Subject(channel)})
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// The mirror's JetStream context uses the default API prefix (New).
-	msg, err := m.nc.RequestWithContext(rctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+m.events.Stream(), req)
+	// The same API as the mirror's JetStream context (New): its domain's.
+	api := jetstream.DefaultAPIPrefix
+	if m.cfg.Domain != "" {
+		api = "$JS." + m.cfg.Domain + ".API."
+	}
+	msg, err := m.nc.RequestWithContext(rctx, api+"STREAM.MSG.GET."+m.events.Stream(), req)
 	if err != nil {
 		return channelLast{}, err
 	}
