@@ -145,8 +145,11 @@ func (p *pipeline) start(ctx context.Context) error {
 		// Checkpointed at once, so that a crash right after starting does
 		// not skip entries (start "new" would otherwise move on). Creating
 		// it fails if another mirror created it meanwhile: the next term
-		// resumes from that one.
+		// resumes from that one, and this term must not write its own
+		// start position over it (the final save would: entries between
+		// the two were never read).
 		if p.cpRev, err = writeCheckpoint(ctx, p.kv, m.cpKey, p.checkpoint(), 0); err != nil {
+			p.acked, p.ackedOrd = p.saved, -1
 			return err
 		}
 		p.saved, p.savedAt = p.acked, time.Now()
@@ -225,10 +228,10 @@ func (p *pipeline) readOnce(ctx context.Context) error {
 	if err := p.settle(ctx, n < m.cfg.ReadCount); err != nil {
 		return err
 	}
-	if !p.readOK {
+	if !p.readOK && len(p.pending) == 0 {
 		// Leader only now: the term reads the firehose from a known
 		// position (with start "new", entries added before it are not
-		// mirrored) and its first batch went through. Failures before this
+		// mirrored) and everything it read so far is settled. Failures before this
 		// no longer slow the next retry.
 		p.readOK = true
 		m.backoff.reset()
