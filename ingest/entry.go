@@ -15,6 +15,7 @@ const (
 	skipNotJSON        = "data_not_json"
 	skipNotObject      = "data_not_object"
 	skipTooLarge       = "too_large"
+	skipTooDeep        = "too_deep"
 	skipNoChannel      = "no_channel_id"
 	skipChannelType    = "channel_id_not_string"
 	skipInvalidChannel = "invalid_channel"
@@ -47,13 +48,14 @@ func parseEntry(values map[string]any, maxBytes int) (channel string, data []byt
 	if maxBytes > 0 && len(data) > maxBytes {
 		return "", nil, skipTooLarge
 	}
-	if !startsObject(data) {
-		if err := eventlog.ValidatePayload(data, 0); errors.Is(err, eventlog.ErrPayloadNotObject) {
-			return "", nil, skipNotObject
-		}
-		return "", nil, skipNotJSON
-	}
-	if !json.Valid(data) {
+	// The gateway's own rule, so that nothing is mirrored that no gateway
+	// could frame.
+	switch err := eventlog.ValidatePayload(data, 0); {
+	case errors.Is(err, eventlog.ErrPayloadNotObject):
+		return "", nil, skipNotObject
+	case errors.Is(err, eventlog.ErrPayloadTooDeep):
+		return "", nil, skipTooDeep
+	case err != nil:
 		return "", nil, skipNotJSON
 	}
 	member := topLevelMember(data, "channel_id")
@@ -76,12 +78,6 @@ func parseEntry(values map[string]any, maxBytes int) (channel string, data []byt
 		return "", nil, skipInvalidChannel
 	}
 	return channel, data, ""
-}
-
-// startsObject reports whether the first non-space byte opens an object.
-func startsObject(b []byte) bool {
-	i := skipSpace(b, 0)
-	return i < len(b) && b[i] == '{'
 }
 
 // topLevelMember returns the raw value of the last top-level member of the

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -26,7 +27,7 @@ func FuzzParseEntryMatchesDecoder(f *testing.F) {
 		// A map, not a struct: encoding/json matches struct fields
 		// case-insensitively, JSON.parse (and Superset's reader) does not.
 		var members map[string]json.RawMessage
-		if !startsObject([]byte(data)) || json.Unmarshal([]byte(data), &members) != nil {
+		if !strings.HasPrefix(strings.TrimLeft(data, " \t\n\r"), "{") || json.Unmarshal([]byte(data), &members) != nil {
 			if reason != skipNotJSON && reason != skipNotObject && reason != skipTooLarge {
 				t.Fatalf("%q: reason %q for a payload encoding/json rejects", data, reason)
 			}
