@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,18 +109,21 @@ func newMirror(cfg *configs.Config, link *natsLink, elog *eventlog.Log, log *slo
 
 // newServeIngest returns the mirror's run function when serve should
 // mirror Redis (a redis block or REDIS_* variable is present), and reports
-// its state in /ready.
-func newServeIngest(cfg *configs.Config, link *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer, gw *bridge.Server) (func(context.Context) error, error) {
+// its state in /ready. closeIngest releases the mirror's Redis client and
+// NATS connection; run calls it when it returns, and serve calls it too in
+// case run never does (it may be called more than once).
+func newServeIngest(cfg *configs.Config, link *natsLink, elog *eventlog.Log, log *slog.Logger, reg prometheus.Registerer, gw *bridge.Server) (run func(context.Context) error, closeIngest func(), _ error) {
 	if !cfg.IngestEnabled() {
-		return nil, nil
+		return nil, func() {}, nil
 	}
 	mirror, closeMirror, err := newMirror(cfg, link, elog, log, reg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	closeIngest = sync.OnceFunc(closeMirror)
 	gw.AddReadyCheck("ingest", mirror.Ready)
 	return func(ctx context.Context) error {
-		defer closeMirror()
+		defer closeIngest()
 		return mirror.Run(ctx)
-	}, nil
+	}, closeIngest, nil
 }

@@ -80,10 +80,11 @@ func serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, listening
 		return err
 	}
 
-	ingestRun, err := newServeIngest(cfg, link, elog, log, reg, gw)
+	ingestRun, closeIngest, err := newServeIngest(cfg, link, elog, log, reg, gw)
 	if err != nil {
 		return err
 	}
+	defer closeIngest() // if serve returns before the mirror runs
 	if ingestRun == nil && cfg.Ingest.Enabled == nil {
 		log.Warn(`Superset Redis mirror off: no "redis" block or REDIS_* variable is configured, so nothing Superset writes to Redis reaches browsers ` +
 			`(superset-websocket read 127.0.0.1:6379 by default); set REDIS_HOST or add a "redis" block to mirror it, or set ingest.enabled false (PUSHBRIDGE_INGEST_ENABLED=false) if you publish otherwise`)
