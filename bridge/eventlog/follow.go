@@ -95,10 +95,8 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 		gate      sync.Mutex
 		abandoned bool
 		// last is the last sequence handed over (0: none yet with from
-		// 0); progress is when something was, or when the stream was
-		// last seen to hold nothing newer.
-		last     atomic.Uint64
-		progress atomic.Int64
+		// 0); the stall check notices progress by its changes.
+		last atomic.Uint64
 		// handling is set while handle runs: a caller applying
 		// back-pressure is not a stalled consumer.
 		handling atomic.Bool
@@ -106,7 +104,6 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 	if from > 0 {
 		last.Store(from - 1)
 	}
-	progress.Store(time.Now().UnixNano())
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		gate.Lock()
 		defer gate.Unlock()
@@ -123,7 +120,6 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 		handle(Event{Channel: channel, Seq: meta.Sequence.Stream, Data: msg.Data(), Time: meta.Timestamp, Pending: meta.NumPending})
 		handling.Store(false)
 		last.Store(meta.Sequence.Stream)
-		progress.Store(time.Now().UnixNano())
 	},
 		jetstream.PullHeartbeat(opts.Heartbeat),
 		jetstream.PullMaxMessages(opts.BatchMessages),
@@ -140,6 +136,9 @@ func (l *Log) Follow(ctx context.Context, from uint64, opts FollowOptions, handl
 	defer check.Stop()
 	known := from > 0
 	stalled := false
+	// progressAt is when last was seen to change, or the stream to hold
+	// nothing newer.
+	progressAt, seen := time.Now(), last.Load()
 	var behindSince time.Time // when the stream was first seen ahead of last
 	var behindAt uint64       // last, then
 wait:
@@ -152,7 +151,10 @@ wait:
 			err = fmt.Errorf("eventlog: live consumer stopped: %w", err)
 			break wait
 		case <-check.C:
-			if handling.Load() || time.Since(time.Unix(0, progress.Load())) < half {
+			if done := last.Load(); done != seen {
+				progressAt, seen = time.Now(), done
+			}
+			if handling.Load() || time.Since(progressAt) < half {
 				behindSince = time.Time{}
 				continue
 			}
@@ -167,13 +169,13 @@ wait:
 				// its start: compare with the stream's end from now on.
 				known = true
 				last.CompareAndSwap(0, st.LastSeq)
-				progress.Store(time.Now().UnixNano())
+				progressAt, seen = time.Now(), last.Load()
 				continue
 			}
 			done := last.Load()
 			if st.Msgs == 0 || st.LastSeq <= done {
 				// Idle, not stalled: look again in half a timeout.
-				progress.Store(time.Now().UnixNano())
+				progressAt = time.Now()
 				behindSince = time.Time{}
 				continue
 			}
@@ -185,7 +187,7 @@ wait:
 				continue
 			}
 			err = fmt.Errorf("%w: nothing delivered for %s while the stream holds events up to %d, last delivered %d",
-				ErrStalled, time.Since(time.Unix(0, progress.Load())).Round(time.Millisecond), st.LastSeq, done)
+				ErrStalled, time.Since(progressAt).Round(time.Millisecond), st.LastSeq, done)
 			if opts.OnError != nil {
 				opts.OnError(err)
 			}
