@@ -135,7 +135,10 @@ func (d *dispatcher) follow(ctx context.Context, start uint64) {
 			return
 		}
 		if d.handed >= from {
+			// It delivered before it failed: a new failure, not the same
+			// one again, so retry soon.
 			from = d.handed + 1
+			backoff = 100 * time.Millisecond
 		}
 		s.ready.Store(false)
 		s.notReady.Store("live consumer down: " + errString(err))
