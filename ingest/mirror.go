@@ -159,13 +159,7 @@ func New(cfg Config, rdb redis.UniversalClient, events *eventlog.Log) (*Mirror, 
 		jetstream.WithPublishAsyncMaxPending(2 * cfg.MaxInFlight),
 		jetstream.WithPublishAsyncTimeout(publishTimeout),
 	}
-	var js jetstream.JetStream
-	var err error
-	if cfg.Domain != "" {
-		js, err = jetstream.NewWithDomain(nc, cfg.Domain, jsOpts...)
-	} else {
-		js, err = jetstream.New(nc, jsOpts...)
-	}
+	js, err := eventlog.NewJetStream(nc, cfg.Domain, jsOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
 	}

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushbridge/pushbridge/bridge/eventlog"
 )
 
 // overlapCheck recognises, after the checkpoint (at the start of a term) or
@@ -134,10 +135,7 @@ func (m *Mirror) lastStored(ctx context.Context, channel string) (channelLast, e
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// The same API as the mirror's JetStream context (New): its domain's.
-	api := jetstream.DefaultAPIPrefix
-	if m.cfg.Domain != "" {
-		api = "$JS." + m.cfg.Domain + ".API."
-	}
+	api := eventlog.APIPrefix(m.cfg.Domain)
 	msg, err := m.nc.RequestWithContext(rctx, api+"STREAM.MSG.GET."+m.events.Stream(), req)
 	if err != nil {
 		return channelLast{}, err

@@ -35,7 +35,7 @@ func (l *Log) openMirror(ctx context.Context) error {
 	originJS := l.js
 	if m.OriginDomain != "" {
 		var err error
-		if originJS, err = jetstream.NewWithDomain(l.js.Conn(), m.OriginDomain); err != nil {
+		if originJS, err = NewJetStream(l.js.Conn(), m.OriginDomain); err != nil {
 			return fmt.Errorf("origin domain %q: %w", m.OriginDomain, err)
 		}
 	}

@@ -124,11 +124,7 @@ func connectNATS(ctx context.Context, cfg *configs.Config, log *slog.Logger, nam
 		log.Info("using external NATS", "url", nc.ConnectedUrlRedacted())
 	}
 	var err error
-	if d := cfg.JetStreamDomain(); d != "" {
-		link.js, err = jetstream.NewWithDomain(link.nc, d)
-	} else {
-		link.js, err = jetstream.New(link.nc)
-	}
+	link.js, err = eventlog.NewJetStream(link.nc, cfg.JetStreamDomain())
 	if err != nil {
 		link.close(ctx)
 		return nil, fmt.Errorf("jetstream: %w", err)
