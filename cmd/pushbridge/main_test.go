@@ -327,3 +327,32 @@ func serveForCLITest(t *testing.T, cfg *configs.Config) string {
 	}
 	return ""
 }
+
+// TestPublishOverNATSWithCredentials: publish --nats-url presents the
+// configured NATS credentials (PUSHBRIDGE_NATS_USER / _PASSWORD), and fails
+// at once, naming the server, without them.
+func TestPublishOverNATSWithCredentials(t *testing.T) {
+	srv := embeddedtest.Start(t, embeddedtest.Options{TCP: true, Username: "pub", Password: "s3cret"})
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	elog, err := eventlog.Open(context.Background(), js, eventlog.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := map[string]string{"PUSHBRIDGE_NATS_USER": "pub", "PUSHBRIDGE_NATS_PASSWORD": "s3cret"}
+	code, out, errOut := runCmd(t, creds, "publish", "--nats-url", srv.ClientURL(), "--channel", "c1", "--data", `{"a":1}`)
+	if code != 0 {
+		t.Fatalf("publish with credentials: %d %s", code, errOut)
+	}
+	if got, want := strings.TrimSpace(out), elog.ID(1).String(); got != want {
+		t.Fatalf("printed %q, want %q", got, want)
+	}
+	code, _, errOut = runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "c1", "--data", `{"a":2}`)
+	if code == 0 || !strings.Contains(errOut, "connect to") {
+		t.Fatalf("publish without credentials: exit %d, %q; want a connect error", code, errOut)
+	}
+}

@@ -108,12 +108,19 @@ func printPublished(e env, id string, dup bool) {
 // publishNATS publishes straight to the channel's subject, the contract any
 // NATS client can use, and prints the event id from the acknowledgement.
 func publishNATS(ctx context.Context, e env, natsURL string, cfg *configs.Config, channel, data, msgID string) error {
-	nc, err := nats.Connect(natsURL, nats.Name("pushbridge-publish"))
+	// The configured credentials, TLS and domain, but a command fails at
+	// once rather than retrying as the gateway does.
+	connOpts, err := cfg.NATSOptions("pushbridge-publish")
+	if err != nil {
+		return err
+	}
+	connOpts = append(connOpts, nats.RetryOnFailedConnect(false), nats.MaxReconnects(0))
+	nc, err := nats.Connect(natsURL, connOpts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", natsURL, err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := eventlog.NewJetStream(nc, cfg.JetStreamDomain())
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Domain is the server's JetStream domain ("": none).
 	Domain string
+	// Username and Password protect the client listener (in-process
+	// connections from Run authenticate with them too).
+	Username, Password string
 }
 
 // Run starts an embedded server and connects to it in-process. Both are
@@ -59,6 +62,8 @@ func Start(tb testing.TB, o Options) *embedded.Server {
 		StoreDir:            o.StoreDir,
 		Logger:              o.Logger,
 		Domain:              o.Domain,
+		Username:            o.Username,
+		Password:            o.Password,
 		LameDuckDuration:    time.Second,
 		LameDuckGracePeriod: 10 * time.Millisecond,
 	}
