@@ -232,8 +232,11 @@ func (c *conn) closeSlowLocked(detail string) {
 	if c.state >= stateClosing {
 		return
 	}
-	c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes,
-		"queued_bytes", c.queued, "queued_frames", len(c.queue), "close_grace", c.srv.cfg.CloseGrace)
+	if ok, suppressed := c.srv.slowLog.allow(); ok {
+		c.logger().Warn("closing slow client", "reason", detail, "max_socket_buffer_bytes", c.srv.cfg.MaxSocketBufferBytes,
+			"queued_bytes", c.queued, "queued_frames", len(c.queue), "close_grace", c.srv.cfg.CloseGrace,
+			"suppressed_since_last", suppressed)
+	}
 	c.srv.metrics.incr(statsdBackpressure)
 	c.closeReason = reasonSlow
 	c.queue, c.joinBuf = nil, nil

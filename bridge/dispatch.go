@@ -25,7 +25,7 @@ func (s *Server) runDispatcher(ctx context.Context) error {
 	s.hub.ring.floor.Store(start - 1)
 	s.hub.cursor.Store(start - 1)
 	s.metrics.dispatchedSeq.Set(float64(start - 1))
-	d := &dispatcher{srv: s, readyAt: readyAt, in: make(chan eventlog.Event, 4096)}
+	d := &dispatcher{srv: s, readyAt: readyAt, in: make(chan eventlog.Event, 4096), invalidLog: logLimiter{period: time.Second}}
 	if readyAt == 0 {
 		s.markReady()
 	}
@@ -110,8 +110,7 @@ type dispatcher struct {
 	// goroutine only).
 	handed uint64
 
-	invalidLogged time.Time
-	invalidQuiet  int
+	invalidLog logLimiter
 }
 
 // follow feeds d.in from the live consumer, restarting it after failures.
@@ -247,14 +246,10 @@ func (d *dispatcher) handle(ev eventlog.Event) {
 func (d *dispatcher) invalid(ev eventlog.Event, err error) {
 	s := d.srv
 	s.metrics.eventsInvalid.Inc()
-	if time.Since(d.invalidLogged) < time.Second {
-		d.invalidQuiet++
-		return
+	if ok, suppressed := d.invalidLog.allow(); ok {
+		s.log.Warn("skipping event that cannot be sent to browsers", "seq", ev.Seq, "channel", ev.Channel,
+			"err", err, "suppressed_since_last", suppressed)
 	}
-	s.log.Warn("skipping event that cannot be sent to browsers", "seq", ev.Seq, "channel", ev.Channel,
-		"err", err, "suppressed_since_last", d.invalidQuiet)
-	d.invalidLogged = time.Now()
-	d.invalidQuiet = 0
 }
 
 // checkReady covers the case where the events that would mark the node

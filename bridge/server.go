@@ -25,11 +25,13 @@ type Server struct {
 	log    *slog.Logger
 	events *eventlog.Log
 	// epoch is the event log's epoch, fixed for the server's life.
-	epoch    uint64
-	auth     *authenticator
-	origins  originPolicy
-	hub      *hub
-	metrics  *metrics
+	epoch   uint64
+	auth    *authenticator
+	origins originPolicy
+	hub     *hub
+	metrics *metrics
+	// slowLog limits the "closing slow client" lines to one a second.
+	slowLog  logLimiter
 	gatherer prometheus.Gatherer
 	upgrader websocket.Upgrader
 	epoll    *epoller
@@ -98,6 +100,7 @@ func New(cfg Config, log *eventlog.Log) (*Server, error) {
 		auth:      auth,
 		origins:   newOriginPolicy(cfg.AllowedOrigins),
 		hub:       h,
+		slowLog:   logLimiter{period: time.Second},
 		metrics:   newMetrics(reg, cfg.Statsd, func() float64 { return float64(h.channels.Load()) }),
 		gatherer:  gatherer,
 		replaySem: make(chan struct{}, cfg.ReplayConcurrency),
