@@ -36,28 +36,7 @@ func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 // quiet logger; it is shut down when the test ends.
 func startNATS(t testing.TB, cfg embedded.Config) *embedded.Server {
 	t.Helper()
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = t.TempDir()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = embeddedtest.QuietLogger()
-	}
-	cfg.LameDuckDuration, cfg.LameDuckGracePeriod = time.Second, 10*time.Millisecond
-	ns, err := embedded.New(cfg)
-	if err != nil {
-		t.Fatalf("configure %s: %v", cfg.Name, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := ns.Start(ctx); err != nil {
-		t.Fatalf("start %s: %v", cfg.Name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = ns.Shutdown(ctx)
-	})
-	return ns
+	return embeddedtest.StartConfig(t, cfg)
 }
 
 // startGatewayOn runs a gateway whose event log lives on ns (an embedded

@@ -18,9 +18,9 @@ import (
 // check asks the hub's stream, not the edge's domain (which has none).
 func TestMirrorResumesAcrossDomains(t *testing.T) {
 	leafPort := embeddedtest.FreePort(t)
-	hub := startServer(t, embedded.Config{Name: "hub", Domain: "hub", Listen: "127.0.0.1:-1",
+	hub := embeddedtest.StartConfig(t, embedded.Config{Name: "hub", Domain: "hub", Listen: "127.0.0.1:-1",
 		LeafNode: embedded.LeafNodeConfig{Listen: fmt.Sprintf("127.0.0.1:%d", leafPort)}})
-	edge := startServer(t, embedded.Config{Name: "edge", Domain: "edge",
+	edge := embeddedtest.StartConfig(t, embedded.Config{Name: "edge", Domain: "edge",
 		LeafNode: embedded.LeafNodeConfig{Remotes: []string{fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort)}}})
 	deadline := time.Now().Add(10 * time.Second)
 	for hub.NATS().NumLeafNodes() != 1 || edge.NATS().NumLeafNodes() != 1 {
@@ -58,28 +58,4 @@ func TestMirrorResumesAcrossDomains(t *testing.T) {
 	second.waitState(t, "leader", 20*time.Second)
 	waitStored(t, events, 30, 20*time.Second)
 	checkExactlyOnce(t, events, w)
-}
-
-// startServer starts an embedded server with a fresh store; it is shut
-// down when the test ends.
-func startServer(t *testing.T, cfg embedded.Config) *embedded.Server {
-	t.Helper()
-	cfg.StoreDir = t.TempDir()
-	cfg.Logger = embeddedtest.QuietLogger()
-	cfg.LameDuckDuration, cfg.LameDuckGracePeriod = time.Second, 10*time.Millisecond
-	srv, err := embedded.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
 }

@@ -58,20 +58,12 @@ func RunWith(tb testing.TB, o Options) (*embedded.Server, *nats.Conn) {
 func Start(tb testing.TB, o Options) *embedded.Server {
 	tb.Helper()
 	cfg := embedded.Config{
-		Name:                "test-" + time.Now().Format("150405.000000"),
-		StoreDir:            o.StoreDir,
-		Logger:              o.Logger,
-		Domain:              o.Domain,
-		Username:            o.Username,
-		Password:            o.Password,
-		LameDuckDuration:    time.Second,
-		LameDuckGracePeriod: 10 * time.Millisecond,
-	}
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = tb.TempDir()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = QuietLogger()
+		Name:     "test-" + time.Now().Format("150405.000000"),
+		StoreDir: o.StoreDir,
+		Logger:   o.Logger,
+		Domain:   o.Domain,
+		Username: o.Username,
+		Password: o.Password,
 	}
 	if o.TCP {
 		cfg.Listen = "127.0.0.1:-1"
@@ -79,14 +71,33 @@ func Start(tb testing.TB, o Options) *embedded.Server {
 	if o.Listen != "" {
 		cfg.Listen = o.Listen
 	}
+	return StartConfig(tb, cfg)
+}
+
+// StartConfig starts an embedded server from cfg (a cluster member, a leaf
+// node, a gateway), filling in a fresh store directory and a quiet logger
+// when cfg has none and short lame-duck timings; it is shut down when the
+// test ends.
+func StartConfig(tb testing.TB, cfg embedded.Config) *embedded.Server {
+	tb.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "test-" + time.Now().Format("150405.000000")
+	}
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = tb.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = QuietLogger()
+	}
+	cfg.LameDuckDuration, cfg.LameDuckGracePeriod = time.Second, 10*time.Millisecond
 	srv, err := embedded.New(cfg)
 	if err != nil {
-		tb.Fatalf("configure embedded server: %v", err)
+		tb.Fatalf("configure embedded server %s: %v", cfg.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.Start(ctx); err != nil {
-		tb.Fatalf("start embedded server: %v", err)
+		tb.Fatalf("start embedded server %s: %v", cfg.Name, err)
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
