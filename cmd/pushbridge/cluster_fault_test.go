@@ -166,6 +166,22 @@ func (w *faultWorkload) logNodeStates() {
 }
 
 // clientsOn returns the clients whose socket is on node now.
+// leaderToFail finds the stream leader and its node, checks that the node
+// holds one client per channel (the ones that must move), and starts
+// watching for the next leader through another node.
+func (w *faultWorkload) leaderToFail(ctx context.Context) (leader string, victim *gatewayNode, moved []*clusterClient, watch *leaderWatch) {
+	w.t.Helper()
+	c := w.cluster
+	leader, _ = c.WaitLeader(ctx, "")
+	victim = c.Node(leader)
+	moved = w.clientsOn(victim.index)
+	if len(moved) != faultChannels {
+		w.t.Fatalf("%d clients on %s, want %d", len(moved), victim.name, faultChannels)
+	}
+	watch = c.WatchLeader(ctx, c.nodes[(victim.index+1)%len(c.nodes)])
+	return leader, victim, moved, watch
+}
+
 func (w *faultWorkload) clientsOn(node int) []*clusterClient {
 	var out []*clusterClient
 	for _, cl := range w.clients {
@@ -364,13 +380,7 @@ func TestClusterKillLeaderAndRejoin(t *testing.T) {
 	w := startFaultWorkload(ctx, t, c)
 	w.waitAll(ctx, "first events", func(cl *clusterClient) bool { return cl.lastN.Load() >= 10 })
 
-	leader, _ := c.WaitLeader(ctx, "")
-	victim := c.Node(leader)
-	moved := w.clientsOn(victim.index)
-	if len(moved) != faultChannels {
-		t.Fatalf("%d clients on %s, want %d", len(moved), victim.name, faultChannels)
-	}
-	watch := c.WatchLeader(ctx, c.nodes[(victim.index+1)%len(c.nodes)])
+	leader, victim, moved, watch := w.leaderToFail(ctx)
 	killed := victim.Kill()
 	elected := watch.Next(ctx, leader)
 	first := w.waitDeliveredAfter(ctx, killed)
@@ -441,13 +451,7 @@ func TestClusterTermLeader(t *testing.T) {
 	w := startFaultWorkload(ctx, t, c)
 	w.waitAll(ctx, "first events", func(cl *clusterClient) bool { return cl.lastN.Load() >= 10 })
 
-	leader, _ := c.WaitLeader(ctx, "")
-	victim := c.Node(leader)
-	moved := w.clientsOn(victim.index)
-	if len(moved) != faultChannels {
-		t.Fatalf("%d clients on %s, want %d", len(moved), victim.name, faultChannels)
-	}
-	watch := c.WatchLeader(ctx, c.nodes[(victim.index+1)%len(c.nodes)])
+	leader, victim, moved, watch := w.leaderToFail(ctx)
 	termed := victim.Term()
 	elected := watch.Next(ctx, leader)
 	newLeader, handedOver := elected.leader, elected.at

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushbridge/pushbridge/bridge/eventlog"
 	"github.com/pushbridge/pushbridge/configs"
+	"github.com/pushbridge/pushbridge/embedded"
 	"github.com/pushbridge/pushbridge/embedded/embeddedtest"
 )
 
@@ -167,17 +168,7 @@ func waitReady(t *testing.T, base string) {
 // TestPublishOverNATS publishes straight to the channel subject and prints
 // the event id from the acknowledgement.
 func TestPublishOverNATS(t *testing.T) {
-	srv := embeddedtest.Start(t, embeddedtest.Options{TCP: true})
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	elog, err := eventlog.Open(context.Background(), js, eventlog.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true})
 	code, out, errOut := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "n1", "--data", `{"a":1}`, "--msg-id", "x1")
 	if code != 0 {
 		t.Fatalf("publish: %d %s", code, errOut)
@@ -332,17 +323,7 @@ func serveForCLITest(t *testing.T, cfg *configs.Config) string {
 // configured NATS credentials (PUSHBRIDGE_NATS_USER / _PASSWORD), and fails
 // at once, naming the server, without them.
 func TestPublishOverNATSWithCredentials(t *testing.T) {
-	srv := embeddedtest.Start(t, embeddedtest.Options{TCP: true, Username: "pub", Password: "s3cret"})
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	elog, err := eventlog.Open(context.Background(), js, eventlog.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true, Username: "pub", Password: "s3cret"})
 	creds := map[string]string{"PUSHBRIDGE_NATS_USER": "pub", "PUSHBRIDGE_NATS_PASSWORD": "s3cret"}
 	code, out, errOut := runCmd(t, creds, "publish", "--nats-url", srv.ClientURL(), "--channel", "c1", "--data", `{"a":1}`)
 	if code != 0 {
@@ -355,4 +336,20 @@ func TestPublishOverNATSWithCredentials(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "connect to") {
 		t.Fatalf("publish without credentials: exit %d, %q; want a connect error", code, errOut)
 	}
+}
+
+// startNATSWithLog starts an embedded server with a client listener and
+// opens pushbridge's event log on it.
+func startNATSWithLog(t *testing.T, o embeddedtest.Options) (*embedded.Server, *eventlog.Log) {
+	t.Helper()
+	srv, nc := embeddedtest.RunWith(t, o)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elog, err := eventlog.Open(context.Background(), js, eventlog.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, elog
 }
