@@ -71,9 +71,11 @@ func (c *conn) finish(batch [][]byte, n int) [][]byte {
 		return c.takeLocked()
 	}
 	c.writing = false
-	if c.deadlineSet && c.closeBy.IsZero() {
+	if c.deadlineSet && c.closeBy.IsZero() && c.raw != nil {
 		// A writer goroutine's deadline would fail the next non-blocking
 		// write (the poller reports an expired deadline before trying).
+		// Without raw, every write goes through a writer, which sets its
+		// own deadline first.
 		_ = c.nc.SetWriteDeadline(time.Time{})
 		c.deadlineSet = false
 	}
