@@ -168,7 +168,7 @@ func waitReady(t *testing.T, base string) {
 // TestPublishOverNATS publishes straight to the channel subject and prints
 // the event id from the acknowledgement.
 func TestPublishOverNATS(t *testing.T) {
-	srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true})
+	srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true}, eventlog.Config{})
 	code, out, errOut := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--channel", "n1", "--data", `{"a":1}`, "--msg-id", "x1")
 	if code != 0 {
 		t.Fatalf("publish: %d %s", code, errOut)
@@ -245,17 +245,7 @@ func TestTokenUsesConfiguredClaims(t *testing.T) {
 // configured algorithm and publish claim.
 func TestPublishUsesConfiguration(t *testing.T) {
 	t.Run("nats subject prefix", func(t *testing.T) {
-		srv := embeddedtest.Start(t, embeddedtest.Options{TCP: true})
-		nc, err := srv.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		elog, err := eventlog.Open(context.Background(), js, eventlog.Config{SubjectPrefix: "events"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true}, eventlog.Config{SubjectPrefix: "events"})
 		path := writeConfigFile(t, `{"stream": {"subjectPrefix": "events"}}`)
 		code, out, errOut := runCmd(t, nil, "publish", "--nats-url", srv.ClientURL(), "--config", path, "--channel", "n1", "--data", `{"a":1}`)
 		if code != 0 {
@@ -277,7 +267,7 @@ func TestPublishUsesConfiguration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		base := serveForCLITest(t, &cfg)
+		base := serveInProcess(t, &cfg)
 		code, out, errOut := runCmd(t, nil, "publish", "--url", base, "--config", path, "--channel", "c1", "--data", `{"a":1}`)
 		if code != 0 {
 			t.Fatalf("publish with the configured claim and algorithm: %d %s", code, errOut)
@@ -288,12 +278,12 @@ func TestPublishUsesConfiguration(t *testing.T) {
 	})
 }
 
-// serveForCLITest runs serve in process on a free loopback port until the
+// serveInProcess runs serve in process on a free loopback port until the
 // test ends and returns its base URL once it is ready.
-func serveForCLITest(t *testing.T, cfg *configs.Config) string {
+func serveInProcess(t *testing.T, cfg *configs.Config) string {
 	t.Helper()
-	var logs bytes.Buffer
-	log, _, _ := newLogger(cfg, &logs)
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	log, _, _ := newLogger(cfg, logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -323,7 +313,7 @@ func serveForCLITest(t *testing.T, cfg *configs.Config) string {
 // configured NATS credentials (PUSHBRIDGE_NATS_USER / _PASSWORD), and fails
 // at once, naming the server, without them.
 func TestPublishOverNATSWithCredentials(t *testing.T) {
-	srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true, Username: "pub", Password: "s3cret"})
+	srv, elog := startNATSWithLog(t, embeddedtest.Options{TCP: true, Username: "pub", Password: "s3cret"}, eventlog.Config{})
 	creds := map[string]string{"PUSHBRIDGE_NATS_USER": "pub", "PUSHBRIDGE_NATS_PASSWORD": "s3cret"}
 	code, out, errOut := runCmd(t, creds, "publish", "--nats-url", srv.ClientURL(), "--channel", "c1", "--data", `{"a":1}`)
 	if code != 0 {
@@ -340,14 +330,14 @@ func TestPublishOverNATSWithCredentials(t *testing.T) {
 
 // startNATSWithLog starts an embedded server with a client listener and
 // opens pushbridge's event log on it.
-func startNATSWithLog(t *testing.T, o embeddedtest.Options) (*embedded.Server, *eventlog.Log) {
+func startNATSWithLog(t *testing.T, o embeddedtest.Options, logCfg eventlog.Config) (*embedded.Server, *eventlog.Log) {
 	t.Helper()
 	srv, nc := embeddedtest.RunWith(t, o)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	elog, err := eventlog.Open(context.Background(), js, eventlog.Config{})
+	elog, err := eventlog.Open(context.Background(), js, logCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,36 +37,13 @@ func TestSupersetPathEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Statsd.Disabled = true
-	var logs bytes.Buffer
-	log, _, _ := newLogger(&cfg, &syncWriter{w: &logs})
-	ctx, cancel := context.WithCancel(context.Background())
-	listening := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, &cfg, log, listening) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	var addr net.Addr
-	select {
-	case addr = <-listening:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	base := "http://" + addr.String()
-	waitReady(t, base)
+	base := serveInProcess(t, &cfg)
 	waitMirrorLeader(t, base)
 
 	const channel = "6494e437-0b2a-4c8c-9d7e-2f1f5c3b6a11"
 	tok, _ := mintToken(testSecret, channel, nil, time.Minute, "channel", "publish")
 	dial := func(lastID string) *websocket.Conn {
-		u := "ws://" + addr.String() + "/"
+		u := "ws" + strings.TrimPrefix(base, "http") + "/"
 		if lastID != "" {
 			u += "?last_id=" + lastID
 		}
@@ -181,4 +158,11 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// String returns what was written so far.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
